@@ -64,7 +64,7 @@ def build_demo_assets(config: DictConfig) -> None:
 
 
 def run(config: DictConfig) -> None:
-    from aero_verl.preflight import check_settings, check_training_data
+    from aero_verl.verl_ext.preflight import check_settings, check_training_data
 
     check_settings(config)
     share_worker_env(config)

@@ -2,10 +2,10 @@
 
     python benchmarks/core_overhead.py [--prompts 1024] [--table-size 10000000] [--repeats 50]
 
-Part 1 times one step's core work for `--prompts` prompts with up to n_total = 16 rollouts each, on a
-difficulty mix with many zero-success and all-correct prompts: exploration plan, stratification, the
-rescue plan (all rounds), posterior update, selective rejection and advantages. Generation is not
-included: the benchmark feeds pre-drawn outcomes. Part 2 fills a posterior table with `--table-size`
+Part 1 times one AEROStep (the object the trainer drives) for `--prompts` prompts with up to n_total = 16 rollouts
+each, on a difficulty mix with many zero-success and all-correct prompts: exploration plan, recording of
+every phase's outcomes, the rescue plan (all rounds), posterior update, selective rejection, advantages
+and loss weights. Generation is not included: the benchmark feeds pre-drawn outcomes. Part 2 fills a posterior table with `--table-size`
 prompts and times a batch update of `--prompts` prompts into it, reporting the table's memory.
 Median and 90th percentile over `--repeats` runs.
 """
@@ -17,16 +17,7 @@ import time
 
 import numpy as np
 
-from aero_verl.core import (
-    AEROConfig,
-    BetaPosteriorTable,
-    RescuePlanner,
-    group_advantages,
-    plan_exploration,
-    select_rollouts,
-    step_rng,
-    stratify,
-)
+from aero_verl.core import AEROConfig, AEROStep, BetaPosteriorTable
 
 
 def difficulty_mix(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -39,25 +30,24 @@ def difficulty_mix(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def one_step(cfg: AEROConfig, table: BetaPosteriorTable, keys: np.ndarray, outcomes: np.ndarray, step: int):
-    """The core calls of one step; outcomes[i, j] is prompt i's j-th rollout (pre-drawn, n_total each)."""
-    alpha, beta = table.alpha_beta(keys)
-    explore = plan_exploration(cfg, alpha, beta, table.observations(keys))
-    drawn = explore.copy()
-    correct = (outcomes * (np.arange(cfg.n_total) < explore[:, None])).sum(axis=1)
-    strata = stratify(correct, explore, cfg)
-    planner = RescuePlanner(cfg, explore, correct, strata, priority=alpha / (alpha + beta))
-    while (extra := planner.next_round()).any():
+    """One AEROStep driven as the trainer drives it (Stage I, rescue phases, finish) on pre-drawn outcomes:
+    outcomes[i, j] is prompt i's j-th rollout."""
+    aero_step = AEROStep(cfg, table, step, keys=keys)
+    drawn = np.zeros(keys.size, dtype=np.int64)
+
+    def record(extra: np.ndarray, stage1: bool) -> None:
         columns = np.arange(cfg.n_total)
         window = (columns >= drawn[:, None]) & (columns < (drawn + extra)[:, None])
-        planner.record(extra, (outcomes * window).sum(axis=1))
-        drawn += extra
-    used = np.arange(cfg.n_total) < drawn[:, None]
-    group = np.nonzero(used)[0]
-    success = outcomes[used]
-    table.update(keys, planner.correct, planner.total - planner.correct)
-    keep = select_rollouts(success, group, strata, cfg, step_rng(cfg.seed, step))
-    group_advantages(success[keep], group[keep], table.mean(keys), cfg.advantage_mode, cfg.epsilon)
-    return keep.sum(), group.size
+        group = np.nonzero(window)[0]
+        aero_step.record(group, outcomes[window].astype(np.float64), np.full(group.size, 100), stage1=stage1)
+        drawn[:] += extra
+
+    record(aero_step.explore, stage1=True)
+    while (extra := aero_step.rescue_requests()).any():
+        record(extra, stage1=False)
+    result = aero_step.finish()
+    result.loss_weights(result.training_order)
+    return int(result.keep.sum()), int(result.group.size)
 
 
 def timed(fn, repeats: int) -> np.ndarray:
@@ -91,8 +81,8 @@ def main() -> None:
         last["kept"], last["generated"] = one_step(cfg, table, keys, outcomes[step], step)
 
     step_ms = timed(step_once, args.repeats)
-    print(f"core step, {args.prompts} prompts x up to {cfg.n_total} rollouts "
-          f"(plan + rescue plan + posterior update + rejection + advantages): "
+    print(f"core step (AEROStep), {args.prompts} prompts x up to {cfg.n_total} rollouts "
+          f"(plan + record + rescue plan + posterior update + rejection + advantages + weights): "
           f"median {np.median(step_ms):.2f} ms, p90 {np.percentile(step_ms, 90):.2f} ms "
           f"[last step: {last['generated']} generated, {last['kept']} kept]")
 

@@ -20,7 +20,7 @@ from aero_verl.cpu import activate
 from aero_verl.cpu.platform import PlatformCPU
 from aero_verl.cpu.rollout import HFRolloutServer, HFServerAdapter, load_sampler, parse_sampling_params
 from aero_verl.demo.model import build_model, build_tokenizer
-from aero_verl.sampling import BatchedSampler, SampleRequest, SamplingSettings
+from aero_verl.cpu.sampling import BatchedSampler, SampleRequest, SamplingSettings
 
 PROMPT_LENGTH, RESPONSE_LENGTH = 32, 12
 SAMPLING = {"temperature": 1.0, "top_p": 0.95, "top_k": 50, "logprobs": True}

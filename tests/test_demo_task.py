@@ -23,7 +23,7 @@ from aero_verl.demo.warm_start import (
     measure_spread,
     sample_responses,
 )
-from aero_verl.sampling import left_pad
+from aero_verl.cpu.sampling import left_pad
 
 # Knobs small enough that a whole prepare (build, 2 SFT steps, spread measurement) takes about a second.
 TINY_KNOBS = dict(max_sft_steps=2, train_size=10, val_per_level=3, samples_per_prompt=2)

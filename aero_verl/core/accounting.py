@@ -4,6 +4,12 @@ The counterfactual is uniform GRPO at the same budget: n_total rollouts per prom
 trained. Posterior calibration is the Brier score of the posterior mean held before the step (the
 prediction) against the step's Stage I outcomes (unbiased draws; Stage II stops on success, so it is not),
 next to the Brier score of the prior mean as a reference.
+
+Rollouts stopped before they finished (barrier-free rescue) are counted apart: they have no outcome, so
+they are not in `rollouts_generated`, but the tokens they generated are in `tokens_generated` (and in
+`tokens_stopped`): they cost the budget what they generated. `tokens_spared_estimate` is what stopping
+them saved, estimated per stopped rollout as the mean length of its prompt's finished incorrect
+rollouts minus what it had generated (an estimate: how long it would have run is unknown).
 """
 
 from __future__ import annotations
@@ -13,9 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aero_verl.core.advantages import group_advantages
-from aero_verl.core.allocation import Stratum
 from aero_verl.core.config import AEROConfig
+from aero_verl.core.counts import GroupCounts, Stratum
 
 
 @dataclass(frozen=True)
@@ -25,10 +30,15 @@ class StepAccounting:
     prompts: int
     rollouts_stage1: int
     rollouts_stage2: int
+    rollouts_requested: int
+    rollouts_stopped: int
+    generation_phases: int
     rescue_rounds: int
     rollouts_kept: int
     rollouts_per_prompt_max: int
     tokens_generated: int
+    tokens_stopped: int
+    tokens_spared_estimate: int
     tokens_kept: int
     budget: int
     prompts_rescue: int
@@ -49,11 +59,12 @@ class StepAccounting:
 
     @property
     def rollouts_generated(self) -> int:
+        """Rollouts with an outcome (stopped ones are not)."""
         return self.rollouts_stage1 + self.rollouts_stage2
 
     def metrics(self, prefix: str = "aero/") -> dict[str, float]:
         """Flat scalar metrics for verl's logger (ints and floats only: verl drops bools)."""
-        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         generated = self.rollouts_generated
         values.update(
             rollouts_generated=generated,
@@ -77,63 +88,59 @@ def brier_score(predicted: np.ndarray, outcomes: np.ndarray) -> float:
     return float(np.mean((predicted - outcomes) ** 2)) if outcomes.size else float("nan")
 
 
-def account_step(cfg: AEROConfig, *, group: np.ndarray, success: np.ndarray, stage1: np.ndarray,
-                 response_length: np.ndarray, keep: np.ndarray, strata: np.ndarray, rescue_rounds: int,
-                 predicted_success: np.ndarray, posterior_mean: np.ndarray, invalid: np.ndarray) -> StepAccounting:
-    """Count one step.
+def spared_tokens(group: np.ndarray, success: np.ndarray, stopped: np.ndarray, lengths: np.ndarray,
+                  n_groups: int) -> int:
+    """Estimated tokens the stopped rollouts would still have generated (module docstring)."""
+    finished_wrong = ~stopped & ~success
+    wrong_tokens = np.bincount(group[finished_wrong], weights=lengths[finished_wrong], minlength=n_groups)
+    wrong_count = np.bincount(group[finished_wrong], minlength=n_groups)
+    typical = np.where(wrong_count > 0, wrong_tokens / np.maximum(wrong_count, 1), 0.0)
+    return int(np.maximum(typical[group[stopped]] - lengths[stopped], 0.0).sum())
 
-    Args:
-        cfg: AERO settings (n_total and the advantage mode).
-        group, success, stage1, response_length, keep, invalid: per rollout (stage1 is True for Stage I
-            rollouts, keep for rollouts that go to training, invalid for rewards that were not 0/1).
-        strata: Stage I stratum per group.
-        rescue_rounds: Stage II rounds run.
-        predicted_success: posterior mean per group before this step's update (the prediction).
-        posterior_mean: p~ per group after this step's update (what the advantage uses).
-    """
+
+def account_step(cfg: AEROConfig, *, counts: GroupCounts, group: np.ndarray, success: np.ndarray, stage1: np.ndarray,
+                 stopped: np.ndarray, lengths: np.ndarray, keep: np.ndarray, advantages: np.ndarray,
+                 invalid: np.ndarray, requested: np.ndarray, rescue_barriers: int, generation_phases: int,
+                 predicted: np.ndarray) -> StepAccounting:
+    """Count one step; per-rollout arrays in recording order, per-prompt arrays in prompt order."""
     group = np.asarray(group, dtype=np.int64)
-    success = np.asarray(success, dtype=bool)
-    stage1 = np.asarray(stage1, dtype=bool)
-    keep = np.asarray(keep, dtype=bool)
-    lengths = np.asarray(response_length, dtype=np.int64)
-    strata = np.asarray(strata)
-    n_groups = strata.size
-
-    stage1_size = np.bincount(group[stage1], minlength=n_groups)
-    stage1_correct = np.bincount(group[stage1], weights=success[stage1], minlength=n_groups)
-    correct = np.bincount(group, weights=success, minlength=n_groups)
-    in_rescue = strata == Stratum.RESCUE
-    rescued = in_rescue & (correct > stage1_correct)
-
+    success, stage1 = np.asarray(success, dtype=bool), np.asarray(stage1, dtype=bool)
+    stopped, keep = np.asarray(stopped, dtype=bool), np.asarray(keep, dtype=bool)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n_groups = counts.n_groups
+    finished = ~stopped
+    stage1_rows = stage1 & finished
     kept_groups = np.bincount(group[keep], minlength=n_groups) > 0
-    kept_advantages = group_advantages(success[keep], group[keep], posterior_mean, cfg.advantage_mode, cfg.epsilon)
-    nonzero = np.bincount(group[keep], weights=np.abs(kept_advantages) > 0, minlength=n_groups) > 0
+    nonzero = np.bincount(group[keep], weights=np.abs(advantages[keep]) > 0, minlength=n_groups) > 0
     prior_mean = cfg.prior_alpha / (cfg.prior_alpha + cfg.prior_beta)
-
     return StepAccounting(
         prompts=n_groups,
-        rollouts_stage1=int(stage1.sum()),
-        rollouts_stage2=int((~stage1).sum()),
-        rescue_rounds=int(rescue_rounds),
+        rollouts_stage1=int(stage1_rows.sum()),
+        rollouts_stage2=int((~stage1 & finished).sum()),
+        rollouts_requested=int(np.asarray(requested).sum()),
+        rollouts_stopped=int(stopped.sum()),
+        generation_phases=int(generation_phases),
+        rescue_rounds=int(rescue_barriers),
         rollouts_kept=int(keep.sum()),
-        rollouts_per_prompt_max=int(np.bincount(group, minlength=n_groups).max(initial=0)),
+        rollouts_per_prompt_max=int(counts.rollouts.max(initial=0)),
         tokens_generated=int(lengths.sum()),
+        tokens_stopped=int(lengths[stopped].sum()),
+        tokens_spared_estimate=spared_tokens(group, success, stopped, lengths, n_groups),
         tokens_kept=int(lengths[keep].sum()),
         budget=n_groups * cfg.n_total,
-        prompts_rescue=int(in_rescue.sum()),
-        prompts_low_success=int((strata == Stratum.LOW_SUCCESS).sum()),
-        prompts_high_accuracy=int((strata == Stratum.HIGH_ACCURACY).sum()),
-        prompts_without_rollouts=int((strata == Stratum.NO_ROLLOUTS).sum()),
-        prompts_rescued=int(rescued.sum()),
-        prompts_failed_rescue=int((in_rescue & (correct == 0)).sum()),
-        zero_variance_groups_stage1=int((((stage1_correct == 0) | (stage1_correct == stage1_size))
-                                         & (stage1_size > 0)).sum()),
+        prompts_rescue=int(counts.in_rescue.sum()),
+        prompts_low_success=int((counts.strata == Stratum.LOW_SUCCESS).sum()),
+        prompts_high_accuracy=int((counts.strata == Stratum.HIGH_ACCURACY).sum()),
+        prompts_without_rollouts=int((counts.strata == Stratum.NO_ROLLOUTS).sum()),
+        prompts_rescued=int(counts.rescued.sum()),
+        prompts_failed_rescue=int(counts.failed_rescue.sum()),
+        zero_variance_groups_stage1=int(counts.stage1_zero_variance.sum()),
         groups_kept=int(kept_groups.sum()),
         zero_advantage_groups_kept=int((kept_groups & ~nonzero).sum()),
-        success_rate_stage1=float(success[stage1].mean()) if stage1.any() else 0.0,
-        success_rate_generated=float(success.mean()) if success.size else 0.0,
+        success_rate_stage1=float(success[stage1_rows].mean()) if stage1_rows.any() else 0.0,
+        success_rate_generated=float(success[finished].mean()) if finished.any() else 0.0,
         success_rate_kept=float(success[keep].mean()) if keep.any() else 0.0,
-        posterior_brier=brier_score(np.asarray(predicted_success)[group[stage1]], success[stage1]),
-        prior_brier=brier_score(np.full(int(stage1.sum()), prior_mean), success[stage1]),
+        posterior_brier=brier_score(np.asarray(predicted)[group[stage1_rows]], success[stage1_rows]),
+        prior_brier=brier_score(np.full(int(stage1_rows.sum()), prior_mean), success[stage1_rows]),
         invalid_rewards=int(np.asarray(invalid, dtype=bool).sum()),
     )

@@ -1,22 +1,24 @@
-"""AERO's hyper-parameters, with the paper's defaults and range checks.
+"""AERO's settings, each described once: default, group, provenance, allowed range and meaning.
 
-Provenance of the defaults (see ../shared/aero/paper.md): n_total=16 and n_explore=8 are from the paper's
-Figure 3 caption; n_extra=2 and u_res=0 are the examples given for Strategy 1; the 0.5 stratum boundary is
-from Section 1.2. k=1 and the Beta(1, 1) prior are inferred (Lemma 4.2 and the Update section); the
-per-query budget, Strategy 2 "trained whole" and the `smoothed` degenerate-group advantage are the readings
-the Update section ranks first. Every inferred choice is a field here, so it can be swept.
+Every field of `AEROConfig` carries its description in the field's metadata (`setting(...)` below). That
+one description drives validation (`AEROConfig.__post_init__`), the README's configuration table
+(`settings_table()`, checked by tests/core/test_config.py) and the `aero:` YAML group (whose keys and
+defaults the same test compares). Provenance: [P] the paper gives the value, [I] it is inferred (the
+readings in docs/paper_readings.md, the simulator and the CPU runs choose it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 BUDGET_MODES = ("per_query", "pooled")
+RESCUE_MODES = ("rounds", "barrier_free")
 ADVANTAGE_MODES = ("smoothed", "constant", "off")
+LOSS_WEIGHTINGS = ("token_mean", "per_group")
 EXPLORE_MODES = ("fixed", "posterior")
 INVALID_REWARD_POLICIES = ("raise", "failure")
 
@@ -26,76 +28,127 @@ class AEROConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class AEROConfig:
-    """The AERO algorithm (paper Sections 3-4). Mirrors the `aero:` block of the Hydra config.
+class Check:
+    """A validity test of one setting's value and the range it allows, in words."""
 
-    Attributes:
-        n_total: Rollout budget per prompt, the same as GRPO's group size N (Fig. 3: 16).
-        n_explore: Stage I rollouts per prompt used to estimate its success rate u (Fig. 3: 8).
-        n_extra: Rollouts added to each zero-success prompt per Stage II rescue round (Strategy 1: 2).
-        u_res: Rescue threshold: prompts with u <= u_res are rescued (Strategy 1: 0, the all-wrong prompts).
-            A rescue ends at the first new correct rollout or when the budget runs out.
-        u_high: Boundary between the low-success (u_res < u < u_high) and high-accuracy (u >= u_high)
-            strata (Section 3.2: 0.5).
-        k: Selective rejection keeps every correct rollout of a low-success group and ceil(k * c) incorrect
-            ones (Strategy 3, Theorem 4.1 / Lemma 4.2: the expected gradient peaks at k = 1).
-        prior_alpha: Beta prior pseudo-successes of every prompt's success probability.
-        prior_beta: Beta prior pseudo-failures.
-        forgetting: Factor rho in (0, 1] that shrinks a prompt's evidence towards the prior before each
-            update, a <- a0 + rho (a - a0) + S (CERO's form); 1 keeps all history.
-        budget_mode: `per_query`: no prompt exceeds n_total rollouts in a step (default, Update 1);
-            `pooled`: the batch shares batch_size * n_total rollouts, so one hard prompt may get more.
-        max_rescue_rounds: Cap on rescue rounds per step (each round is a generation barrier); None means
-            until every rescue ends or the budget is spent.
-        advantage_mode: How zero-variance groups get a signal (Section 3.4): `smoothed` (default, reading A):
-            (r - p~) / sqrt(p~ (1 - p~)) with p~ the prompt's posterior mean; `constant` (reading D): such
-            groups keep `degenerate_keep` rollouts with advantage 2 p~ - 1; `off`: plain GRPO, so
-            zero-variance groups carry no gradient and are dropped before training.
-        degenerate_keep: Rollouts kept from a zero-variance group in `constant` mode (reading D: 4).
-        drop_failed_rescues: Drop groups that are still all-wrong after rescue (default, Update 3).
-        explore_mode: `fixed`: every prompt gets n_explore Stage I rollouts; `posterior`: prompts whose
-            posterior makes an all-same Stage I group likely (probability >= explore_skip_probability)
-            get only n_explore_min (GRESO-like saving driven by the Beta posterior).
-        n_explore_min: Stage I rollouts of confidently all-same prompts in `posterior` explore mode.
-        explore_skip_probability: Posterior probability of an all-same Stage I group above which
-            `posterior` explore mode shrinks a prompt's exploration.
-        invalid_reward: What a reward that is NaN, infinite or not in {0, 1} does: `raise` (fail fast with
-            the prompt key) or `failure` (count it as an incorrect rollout and report it).
-        seed: Seed of selective rejection's random choice; each step derives its own stream from
-            (seed, step), so a resumed run draws what an uninterrupted run would.
-        epsilon: Added to the group std, as in verl's GRPO.
+    test: Callable[[Any], bool]
+    allowed: str
+
+
+def integer(minimum: int) -> Check:
+    return Check(lambda v: _is_int(v) and v >= minimum, f"an integer >= {minimum}")
+
+
+def optional_integer(minimum: int) -> Check:
+    return Check(lambda v: v is None or (_is_int(v) and v >= minimum), f"null or an integer >= {minimum}")
+
+
+def number(low: float, high: float | None = None, low_open: bool = False, high_open: bool = False) -> Check:
+    def test(v) -> bool:
+        if not _is_number(v):
+            return False
+        above = v > low if low_open else v >= low
+        below = True if high is None else (v < high if high_open else v <= high)
+        return above and below
+
+    if high is None:
+        return Check(test, f"a number {'>' if low_open else '>='} {low:g}")
+    return Check(test, f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+
+
+def choice(options: tuple[str, ...]) -> Check:
+    return Check(lambda v: v in options, " | ".join(options))
+
+
+BOOLEAN = Check(lambda v: isinstance(v, bool), "true | false")
+
+
+def setting(default, *, group: str, provenance: str, check: Check, meaning: str):
+    """A dataclass field whose metadata is the setting's one description."""
+    if provenance not in ("P", "I"):
+        raise ValueError(f"provenance must be P or I, got {provenance!r}")
+    return field(default=default, metadata={"group": group, "provenance": provenance, "check": check,
+                                            "meaning": meaning})
+
+
+@dataclass(frozen=True)
+class AEROConfig:
+    """The AERO algorithm (paper Sections 3-4), the `aero:` block of the Hydra config.
+
+    Each field's meaning, range and provenance are in its `setting(...)` description below and in the
+    README table generated from them (`python -m aero_verl.core.config` prints it).
     """
 
-    n_total: int = 16
-    n_explore: int = 8
-    n_extra: int = 2
-    u_res: float = 0.0
-    u_high: float = 0.5
-    k: float = 1.0
-    prior_alpha: float = 1.0
-    prior_beta: float = 1.0
-    forgetting: float = 1.0
-    budget_mode: str = "per_query"
-    max_rescue_rounds: int | None = None
-    advantage_mode: str = "smoothed"
-    degenerate_keep: int = 4
-    drop_failed_rescues: bool = True
-    explore_mode: str = "fixed"
-    n_explore_min: int = 2
-    explore_skip_probability: float = 0.9
-    invalid_reward: str = "raise"
-    seed: int = 0
-    epsilon: float = 1e-6
+    n_total: int = setting(16, group="budget", provenance="P", check=integer(1),
+                           meaning="rollout budget per prompt, the same as GRPO's group size N (Fig. 3)")
+    budget_mode: str = setting("per_query", group="budget", provenance="I", check=choice(BUDGET_MODES),
+                               meaning="`per_query`: no prompt exceeds n_total rollouts in a step; `pooled`: "
+                                       "the batch shares batch x n_total, so one hard prompt may take more "
+                                       "(rescue_mode=rounds only)")
+    n_explore: int = setting(8, group="exploration", provenance="P", check=integer(1),
+                             meaning="Stage I rollouts per prompt, from which its success rate u is estimated "
+                                     "(Fig. 3); `actor_rollout_ref.rollout.n` must equal it")
+    explore_mode: str = setting("fixed", group="exploration", provenance="I", check=choice(EXPLORE_MODES),
+                                meaning="`fixed`: n_explore each; `posterior`: prompts whose posterior makes an "
+                                        "all-same Stage I group likely get n_explore_min")
+    n_explore_min: int = setting(2, group="exploration", provenance="I", check=integer(1),
+                                 meaning="Stage I rollouts of confidently all-same prompts in `posterior` mode")
+    explore_skip_probability: float = setting(
+        0.9, group="exploration", provenance="I", check=number(0.0, 1.0, low_open=True),
+        meaning="posterior probability of an all-same Stage I group above which `posterior` mode shrinks it")
+    u_res: float = setting(0.0, group="rescue", provenance="P", check=number(0.0, 1.0, high_open=True),
+                           meaning="prompts with Stage I success rate u <= u_res are rescued until a new "
+                                   "success or the budget ends (Strategy 1)")
+    rescue_mode: str = setting("rounds", group="rescue", provenance="I", check=choice(RESCUE_MODES),
+                               meaning="`rounds`: the paper's rounds of n_extra, each a generation barrier; "
+                                       "`barrier_free`: a prompt's whole remaining budget is requested as soon "
+                                       "as its own Stage I group ends, and stopped at its first success")
+    n_extra: int = setting(2, group="rescue", provenance="P", check=integer(1),
+                           meaning="rollouts added to each prompt still being rescued per round (Strategy 1)")
+    max_rescue_rounds: int | None = setting(None, group="rescue", provenance="I", check=optional_integer(0),
+                                            meaning="cap on rescue rounds per step in `rounds` mode; null = "
+                                                    "until every rescue ends")
+    u_high: float = setting(0.5, group="selection", provenance="P", check=number(0.0, 1.0, low_open=True),
+                            meaning="low-success (u_res < u < u_high) / high-accuracy (u >= u_high) boundary "
+                                    "(Section 3.2); high-accuracy groups are trained whole (Strategy 2)")
+    k: float = setting(1.0, group="selection", provenance="I", check=number(0.0, low_open=True),
+                       meaning="selective rejection keeps every correct rollout of a low-success group and "
+                               "ceil(k c) incorrect ones (Strategy 3 rule [P]; value from Lemma 4.2)")
+    drop_failed_rescues: bool = setting(True, group="selection", provenance="I", check=BOOLEAN,
+                                        meaning="drop groups still all-wrong after their rescue")
+    advantage_mode: str = setting("smoothed", group="advantage", provenance="I", check=choice(ADVANTAGE_MODES),
+                                  meaning="zero-variance groups: `smoothed` (r - p~)/sqrt(p~(1-p~)), p~ the "
+                                          "posterior mean; `constant` 2p~-1 on degenerate_keep rollouts; `off` "
+                                          "plain GRPO, such groups dropped (Section 3.4)")
+    degenerate_keep: int = setting(4, group="advantage", provenance="I", check=integer(1),
+                                   meaning="rollouts kept per zero-variance group in `constant` mode")
+    loss_weighting: str = setting("token_mean", group="advantage", provenance="I", check=choice(LOSS_WEIGHTINGS),
+                                  meaning="`token_mean`: verl's loss, each token of the mini-batch alike; "
+                                          "`per_group`: Theorem 4.1's, each kept group alike, rollouts averaged "
+                                          "within it and tokens within each rollout")
+    epsilon: float = setting(1e-6, group="advantage", provenance="I", check=number(0.0, low_open=True),
+                             meaning="added to the group std, as in verl's GRPO")
+    prior_alpha: float = setting(1.0, group="posterior", provenance="I", check=number(0.0, low_open=True),
+                                 meaning="Beta prior pseudo-successes of every prompt's success probability")
+    prior_beta: float = setting(1.0, group="posterior", provenance="I", check=number(0.0, low_open=True),
+                                meaning="Beta prior pseudo-failures")
+    forgetting: float = setting(1.0, group="posterior", provenance="I", check=number(0.0, 1.0, low_open=True),
+                                meaning="rho: a <- a0 + rho (a - a0) + S before each update; 1 = exact Bayes")
+    invalid_reward: str = setting("raise", group="rewards", provenance="I", check=choice(INVALID_REWARD_POLICIES),
+                                  meaning="a reward that is NaN, infinite or not 0/1: `raise` stops naming the "
+                                          "prompt; `failure` counts it as an incorrect rollout and reports it")
+    seed: int = setting(0, group="rewards", provenance="I", check=integer(0),
+                        meaning="selective rejection's randomness, derived per step from (seed, step)")
 
     def __post_init__(self) -> None:
-        problems = list(_problems(self))
+        problems = list(config_problems(self))
         if problems:
             raise AEROConfigError("; ".join(problems))
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], key_prefix: str = "aero") -> AEROConfig:
         """Build from a plain or OmegaConf mapping, naming unknown keys instead of ignoring them."""
-        known = {field.name for field in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise AEROConfigError(
@@ -116,48 +169,53 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _problems(cfg: AEROConfig):
-    """Yield one message per invalid setting: 'aero.<key>=<value> ...; allowed: <range>'."""
+def field_problems(instance, prefix: str) -> Iterator[str]:
+    """One message per field whose value fails its own description's check."""
+    for f in dataclasses.fields(instance):
+        value = getattr(instance, f.name)
+        check: Check = f.metadata["check"]
+        if not check.test(value):
+            yield f"{prefix}.{f.name}={value!r} is invalid; allowed: {check.allowed}"
 
-    def bad(key: str, allowed: str) -> str:
-        return f"aero.{key}={getattr(cfg, key)!r} is invalid; allowed: {allowed}"
 
-    for key in ("n_total", "n_explore", "n_extra", "degenerate_keep", "n_explore_min", "seed"):
-        minimum = 0 if key == "seed" else 1
-        if not _is_int(getattr(cfg, key)) or getattr(cfg, key) < minimum:
-            yield bad(key, f"an integer >= {minimum}")
-    if _is_int(cfg.n_explore) and _is_int(cfg.n_total) and cfg.n_explore > cfg.n_total:
-        yield bad("n_explore", f"an integer <= aero.n_total ({cfg.n_total}): Stage I draws from the same budget")
-    if _is_int(cfg.n_explore_min) and _is_int(cfg.n_explore) and cfg.n_explore_min > cfg.n_explore:
-        yield bad("n_explore_min", f"an integer <= aero.n_explore ({cfg.n_explore})")
-    if _is_int(cfg.degenerate_keep) and _is_int(cfg.n_total) and cfg.degenerate_keep > cfg.n_total:
-        yield bad("degenerate_keep", f"an integer <= aero.n_total ({cfg.n_total})")
-    if not _is_number(cfg.u_res) or not 0.0 <= cfg.u_res < 1.0:
-        yield bad("u_res", "a number in [0, 1)")
-    if not _is_number(cfg.u_high) or not 0.0 < cfg.u_high <= 1.0:
-        yield bad("u_high", "a number in (0, 1]")
-    elif _is_number(cfg.u_res) and cfg.u_res >= cfg.u_high:
-        yield bad("u_res", f"a number below aero.u_high ({cfg.u_high})")
-    if not _is_number(cfg.k) or cfg.k <= 0:
-        yield bad("k", "a number > 0 (incorrect rollouts kept per correct one)")
-    for key in ("prior_alpha", "prior_beta"):
-        if not _is_number(getattr(cfg, key)) or getattr(cfg, key) <= 0:
-            yield bad(key, "a number > 0 (Beta prior pseudo-counts)")
-    if not _is_number(cfg.forgetting) or not 0.0 < cfg.forgetting <= 1.0:
-        yield bad("forgetting", "a number in (0, 1]; 1 keeps all history")
-    if not _is_number(cfg.explore_skip_probability) or not 0.0 < cfg.explore_skip_probability <= 1.0:
-        yield bad("explore_skip_probability", "a number in (0, 1]")
-    if not _is_number(cfg.epsilon) or cfg.epsilon <= 0:
-        yield bad("epsilon", "a number > 0")
-    if cfg.max_rescue_rounds is not None and (not _is_int(cfg.max_rescue_rounds) or cfg.max_rescue_rounds < 0):
-        yield bad("max_rescue_rounds", "null (no cap) or an integer >= 0")
-    if not isinstance(cfg.drop_failed_rescues, bool):
-        yield bad("drop_failed_rescues", "true or false")
-    for key, choices in (
-        ("budget_mode", BUDGET_MODES),
-        ("advantage_mode", ADVANTAGE_MODES),
-        ("explore_mode", EXPLORE_MODES),
-        ("invalid_reward", INVALID_REWARD_POLICIES),
-    ):
-        if getattr(cfg, key) not in choices:
-            yield bad(key, " | ".join(choices))
+def config_problems(cfg: AEROConfig) -> Iterator[str]:
+    """Each field against its own range, then the relations between fields."""
+    own = list(field_problems(cfg, "aero"))
+    yield from own
+    bad = {message.split("=", 1)[0].removeprefix("aero.") for message in own}
+
+    def relation(key: str, holds: bool, allowed: str, *depends: str):
+        if key not in bad and not bad.intersection(depends) and not holds:
+            return f"aero.{key}={getattr(cfg, key)!r} is invalid; allowed: {allowed}"
+        return None
+
+    relations = [
+        relation("n_explore", cfg.n_explore <= cfg.n_total,
+                 f"an integer <= aero.n_total ({cfg.n_total}): Stage I draws from the same budget", "n_total"),
+        relation("n_explore_min", cfg.n_explore_min <= cfg.n_explore,
+                 f"an integer <= aero.n_explore ({cfg.n_explore})", "n_explore"),
+        relation("degenerate_keep", cfg.degenerate_keep <= cfg.n_total,
+                 f"an integer <= aero.n_total ({cfg.n_total})", "n_total"),
+        relation("u_res", cfg.u_res < cfg.u_high, f"a number below aero.u_high ({cfg.u_high})", "u_high"),
+        relation("budget_mode", cfg.budget_mode == "per_query" or cfg.rescue_mode == "rounds",
+                 "per_query with aero.rescue_mode=barrier_free (a pooled budget needs the whole batch's "
+                 "Stage I before any rescue; use rescue_mode=rounds for it)", "rescue_mode"),
+    ]
+    yield from (message for message in relations if message)
+
+
+def settings_table(config_class=AEROConfig, prefix: str = "") -> str:
+    """The Markdown table of a settings dataclass, from its fields' descriptions (README, docs)."""
+    lines = ["| key | default | group | | meaning (allowed) |", "|---|---|---|---|---|"]
+    for f in dataclasses.fields(config_class):
+        default = "null" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) \
+            else f"`{f.default}`" if isinstance(f.default, str) else f"{f.default:g}" \
+            if isinstance(f.default, float) else str(f.default)
+        meta = f.metadata
+        lines.append(f"| `{prefix}{f.name}` | {default} | {meta['group']} | [{meta['provenance']}] | "
+                     f"{meta['meaning']} ({meta['check'].allowed}) |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())

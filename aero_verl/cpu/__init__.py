@@ -10,7 +10,7 @@ platform class in every process (auto-detection never picks it) and calls `activ
 variable is set; aero_verl.main_ppo sets it in its own process from the recipe's Ray worker env.
 """
 
-from aero_verl.import_hooks import run_after_import
+from aero_verl.after_import import run_after_import
 
 ROLLOUT_NAME = "hf"
 
@@ -23,13 +23,13 @@ def register_platform() -> None:
 
 
 def activate() -> None:
-    """Register the `cpu` platform, its verl hooks and the `hf` rollout with verl (idempotent)."""
+    """Register the `cpu` platform, its patches of verl and the `hf` rollout with verl (idempotent)."""
     global _activated
     if _activated:
         return
     from aero_verl.cpu import platform
 
-    platform.install_verl_hooks()
+    platform.patch_verl_for_cpu()
     run_after_import("verl.workers.rollout", _register_hf_rollout)
     _activated = True
 

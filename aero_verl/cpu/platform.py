@@ -25,7 +25,7 @@ import psutil
 import torch
 from verl.plugin.platform import PlatformBase, PlatformRegistry
 
-from aero_verl.import_hooks import run_after_import
+from aero_verl.after_import import run_after_import
 
 PLATFORM_NAME = "cpu"
 
@@ -196,7 +196,7 @@ _ENGINE_WORKERS_MODULE = "verl.workers.engine_workers"
 _PROCESS_GROUP_INIT = "initialize_global_process_group_ray"
 
 
-def install_verl_hooks() -> None:
+def patch_verl_for_cpu() -> None:
     """Make verl's process groups and engine lookup work on the `cpu` platform (idempotent)."""
     run_after_import(_DISTRIBUTED_MODULE, _default_process_groups_to_gloo)
     run_after_import(_FSDP_MODULE, _register_fsdp_engines_for_cpu)

@@ -5,7 +5,7 @@ verl's trainer always generates through rollout servers: `LLMServerManager` buil
 sends it one `generate(prompt_ids, sampling_params, ...)` call per rollout. Three pieces plug in:
 
 * `HFRolloutServer`, the Ray actor. Concurrent `generate` calls are queued and sampled together
-  (`aero_verl.sampling.BatchedSampler`: left padding, KV cache, per-row sampling settings and stopping).
+  (`aero_verl.cpu.sampling.BatchedSampler`: left padding, KV cache, per-row sampling settings and stopping).
 * `HFReplica(RolloutReplica)` launches that actor (no GPU, no CPU reservation).
 * `HFServerAdapter(BaseRollout)` lives in the FSDP training worker and pushes the trained weights
   to the server after every step.
@@ -37,7 +37,7 @@ from verl.workers.rollout.replica import RolloutMode, RolloutReplica, TokenOutpu
 from verl.workers.rollout.utils import ensure_async_iterator
 
 from aero_verl.cpu import ROLLOUT_NAME
-from aero_verl.sampling import BatchedSampler, SampleRequest, SampleResult, SamplingSettings
+from aero_verl.cpu.sampling import BatchedSampler, SampleRequest, SampleResult, SamplingSettings
 
 SUPPORTED_SAMPLING_KEYS = {
     "temperature",
@@ -121,7 +121,7 @@ class RequestSeeder:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The model (batched sampling itself is aero_verl.sampling)
+# The model (batched sampling itself is aero_verl.cpu.sampling)
 # ---------------------------------------------------------------------------------------------------
 
 

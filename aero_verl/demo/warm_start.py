@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from aero_verl.demo.reward import is_correct
-from aero_verl.sampling import BatchedSampler, SampleRequest, SamplingSettings, left_pad, positions_of
+from aero_verl.cpu.sampling import BatchedSampler, SampleRequest, SamplingSettings, left_pad, positions_of
 from aero_verl.demo.task import Problem, SuccessSpread, sample_training_problems
 
 IGNORE_INDEX = -100

@@ -1,18 +1,19 @@
-"""The `aero:` config block: the algorithm (core AEROConfig) plus how it runs inside verl (`aero.trainer`).
+"""The `aero:` config block (the algorithm, core AEROConfig, plus how it runs inside verl under `aero.trainer`)
+and the verl settings AERO relies on.
 
     aero:
-      n_total: 16            # ... every AEROConfig field, see aero_verl/core/config.py
+      n_total: 16            # ... every AEROConfig field (aero_verl/core/config.py)
       trainer:
         prompt_key: index    # ... every AEROTrainerSettings field below
 
-Checked before Ray or any worker starts (aero_verl.main_ppo), and again in the trainer's constructor for
-runs launched through verl's own `python -m verl.trainer.main_ppo`.
+`verified_settings(config)` is the one check: aero_verl.main_ppo runs it before Ray or any worker starts,
+and the trainer's constructor runs it again for runs launched through verl's own
+`python -m verl.trainer.main_ppo`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,48 +21,38 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from aero_verl.core import AEROConfig, AEROConfigError
+from aero_verl.core.config import BOOLEAN, choice, field_problems, integer, number, setting
 
 PROMPT_KEYS = ("index", "content")
 SUPPORTED_LOSS_AGG_MODES = ("token-mean",)
+# The agent-loop manager that runs barrier-free rescue inside verl's agent-loop workers.
+RESCUE_AGENT_LOOP_MANAGER = "aero_verl.verl_ext.rescue_worker.RescueAgentLoopManager"
 
 
 @dataclass(frozen=True)
 class AEROTrainerSettings:
-    """How AERO runs inside verl's v1 trainer (`aero.trainer.*`).
+    """How AERO runs inside verl's v1 trainer (`aero.trainer.*`); each field described once, as in AEROConfig."""
 
-    Attributes:
-        prompt_key: What identifies a prompt across steps for its posterior: `index` (the dataset's
-            `extra_info.index`, checked unique at start-up) or `content` (a hash of the prompt messages,
-            so duplicated prompts share a posterior and a reshuffled or extended dataset keeps it).
-        num_mini_batches: Optimizer steps per training step. The kept batch varies in size, so AERO splits
-            it into this many equal mini-batches (padding at most dp_size * num_mini_batches - 1 no-op rows)
-            instead of verl's fixed ppo_mini_batch_size.
-        poll_interval_s: How often verl's replay buffer polls TransferQueue for finished rollouts
-            (verl's default of 2 s would add up to 2 s to Stage I and to every rescue round).
-        resume_without_state: Resume from a checkpoint that has no AERO state (e.g. one written by a plain
-            GRPO run), starting the posterior from the prior. Off by default: a missing state in an AERO
-            checkpoint is refused rather than silently reset.
-    """
-
-    prompt_key: str = "index"
-    num_mini_batches: int = 1
-    poll_interval_s: float = 0.1
-    resume_without_state: bool = False
+    prompt_key: str = setting("index", group="trainer", provenance="I", check=choice(PROMPT_KEYS),
+                              meaning="what keys a prompt's posterior across steps: `index` (the dataset's "
+                                      "extra_info.index, checked unique before Ray starts) or `content` (a hash "
+                                      "of the prompt messages: duplicates share a posterior)")
+    num_mini_batches: int = setting(1, group="trainer", provenance="I", check=integer(1),
+                                    meaning="optimizer steps per training step: the kept batch is split into this "
+                                            "many equal mini-batches (replaces ppo_mini_batch_size x rollout.n)")
+    poll_interval_s: float = setting(0.1, group="trainer", provenance="I", check=number(0.0, low_open=True),
+                                     meaning="how often verl's replay buffer polls for finished rollouts (verl's "
+                                             "fixed 2 s would add up to 2 s to every generation phase)")
+    max_lost_rollout_share: float = setting(
+        0.05, group="trainer", provenance="I", check=number(0.0, 1.0),
+        meaning="share of a step's requested rollouts that may be lost (generation or reward function raised) "
+                "before the run stops; lost rollouts still spend their budget and are reported")
+    resume_without_state: bool = setting(False, group="trainer", provenance="I", check=BOOLEAN,
+                                         meaning="resume from a checkpoint without AERO state (e.g. a GRPO run's), "
+                                                 "the posterior starting from the prior")
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.prompt_key not in PROMPT_KEYS:
-            problems.append(f"aero.trainer.prompt_key={self.prompt_key!r} is invalid; allowed: index | content")
-        if not isinstance(self.num_mini_batches, int) or isinstance(self.num_mini_batches, bool) \
-                or self.num_mini_batches < 1:
-            problems.append(f"aero.trainer.num_mini_batches={self.num_mini_batches!r} is invalid; "
-                            "allowed: an integer >= 1")
-        if not isinstance(self.poll_interval_s, (int, float)) or not math.isfinite(self.poll_interval_s) \
-                or self.poll_interval_s <= 0:
-            problems.append(f"aero.trainer.poll_interval_s={self.poll_interval_s!r} is invalid; allowed: seconds > 0")
-        if not isinstance(self.resume_without_state, bool):
-            problems.append(f"aero.trainer.resume_without_state={self.resume_without_state!r} is invalid; "
-                            "allowed: true or false")
+        problems = list(field_problems(self, "aero.trainer"))
         if problems:
             raise AEROConfigError("; ".join(problems))
 
@@ -75,7 +66,7 @@ class AEROSettings:
     def from_mapping(cls, block: Mapping[str, Any] | None) -> AEROSettings:
         values = dict(block or {})
         trainer_values = dict(values.pop("trainer", None) or {})
-        known = {field.name for field in dataclasses.fields(AEROTrainerSettings)}
+        known = {f.name for f in dataclasses.fields(AEROTrainerSettings)}
         unknown = sorted(set(trainer_values) - known)
         if unknown:
             raise AEROConfigError(f"unknown key(s) {', '.join('aero.trainer.' + k for k in unknown)}; "
@@ -87,6 +78,39 @@ class AEROSettings:
         block = config.get("aero", None)
         plain = OmegaConf.to_container(block, resolve=True) if isinstance(block, DictConfig) else block
         return cls.from_mapping(plain)
+
+
+def is_aero_run(config: DictConfig) -> bool:
+    return OmegaConf.select(config, "trainer.v1.trainer_mode", default=None) == "aero"
+
+
+def verified_settings(config: DictConfig) -> AEROSettings:
+    """The AERO settings of an AERO run, after every check of them and of the verl settings they need; also
+    selects verl's agent-loop manager for barrier-free rescue. Raises AEROConfigError naming key, value, fix."""
+    settings = AEROSettings.from_verl_config(config)
+    problems = verl_config_problems(config, settings)
+    if problems:
+        raise AEROConfigError("; ".join(problems))
+    if settings.algorithm.rescue_mode == "barrier_free":
+        with_struct_off(config, "actor_rollout_ref.rollout.agent.agent_loop_manager_class", RESCUE_AGENT_LOOP_MANAGER)
+    return settings
+
+
+def with_struct_off(config: DictConfig, key: str, value) -> None:
+    from omegaconf import open_dict
+
+    with open_dict(config):
+        OmegaConf.update(config, key, value, force_add=True)
+
+
+def estimator_problems(config: DictConfig) -> list[str]:
+    """The `aero` estimator outside the AERO trainer (checked for every run, AERO or not)."""
+    if OmegaConf.select(config, "algorithm.adv_estimator") == "aero" and not is_aero_run(config):
+        mode = OmegaConf.select(config, "trainer.v1.trainer_mode")
+        return [f"algorithm.adv_estimator=aero with trainer.v1.trainer_mode={mode!r}: AERO's advantages are decided "
+                "by the AERO trainer's step (posterior, kept groups, loss weights); set trainer.v1.trainer_mode=aero, "
+                "or use algorithm.adv_estimator=grpo with this trainer"]
+    return []
 
 
 def verl_config_problems(config: DictConfig, settings: AEROSettings) -> list[str]:
@@ -109,7 +133,7 @@ def verl_config_problems(config: DictConfig, settings: AEROSettings) -> list[str
                         "AERO plans one batch per weight version; set it to 1")
     if get("reward.reward_model.enable", False) and not get("reward.reward_model.enable_resource_pool", False):
         problems.append("reward.reward_model.enable=True without enable_resource_pool: a colocated reward model "
-                        "scores rollouts only after sampling, but AERO needs rewards to plan rescue rounds; set "
+                        "scores rollouts only after sampling, but AERO needs rewards to plan rescue; set "
                         "reward.reward_model.enable_resource_pool=True")
     if get("critic.enable", False):
         problems.append("critic.enable=True: AERO is critic-free (group-relative advantages); set critic.enable=False")
@@ -121,5 +145,20 @@ def verl_config_problems(config: DictConfig, settings: AEROSettings) -> list[str
     if loss_agg_mode not in SUPPORTED_LOSS_AGG_MODES:
         problems.append(f"actor_rollout_ref.actor.loss_agg_mode={loss_agg_mode!r}: sequence-mean modes divide by "
                         "a batch size that counts padding rows, so AERO's variable batches would be mis-weighted; "
-                        "use token-mean")
+                        "use token-mean (aero.loss_weighting=per_group gives the per-group mean under it)")
+    if get("actor_rollout_ref.rollout.full_determinism", False):
+        problems.append("actor_rollout_ref.rollout.full_determinism=True: every copy of a prompt then samples the "
+                        "same response on vLLM, so each Stage I group is all-same and rescue replays the same "
+                        "failure (GRPO's groups collapse too); set it to False (aero_verl's CPU rollout is "
+                        "reproducible per request without it)")
+    if settings.algorithm.loss_weighting == "per_group" and settings.trainer.num_mini_batches > 1 \
+            and get("actor_rollout_ref.actor.shuffle", False):
+        problems.append("actor_rollout_ref.actor.shuffle=True with aero.loss_weighting=per_group and "
+                        "aero.trainer.num_mini_batches>1: the per-group weights are normalised per optimizer step, "
+                        "which a shuffled split hides; set actor_rollout_ref.actor.shuffle=False")
+    manager = get("actor_rollout_ref.rollout.agent.agent_loop_manager_class")
+    if settings.algorithm.rescue_mode == "barrier_free" and manager not in (None, "", RESCUE_AGENT_LOOP_MANAGER):
+        problems.append(f"actor_rollout_ref.rollout.agent.agent_loop_manager_class={manager!r} with "
+                        "aero.rescue_mode=barrier_free: barrier-free rescue runs in AERO's own agent-loop manager "
+                        f"({RESCUE_AGENT_LOOP_MANAGER}); unset the key, or use aero.rescue_mode=rounds")
     return problems

@@ -1,17 +1,21 @@
 """AERO inside verl 0.9.1's v1 trainer: `trainer.v1.trainer_mode=aero`, `algorithm.adv_estimator=aero`.
 
 A thin subclass of verl's colocated sync trainer (hybrid engine: the FSDP actor and the rollout share the
-GPUs). Each step runs verl's own pipeline; AERO adds to it at four points:
+GPUs; verl/trainer/ppo/v1/trainer_sync.py). Each step runs verl's own pipeline and drives one
+`aero_verl.core.AEROStep` through it:
 
-    _next_train_batch   Stage I: every prompt is submitted with its own rollout count (`__rollout_n__`)
-    replay-buffer sample Stage II: rescue rounds for zero-success prompts, before the rollout replicas go
-                        to sleep; each round's rollouts join their prompt's group (same `uid` field)
-    _balance_batch      posterior update from every verified rollout, then selective rejection, so
-                        rejected rollouts never reach old-log-prob, reference or actor update
-    _compute_advantage  the `aero` estimator reads each prompt's posterior mean
+    _next_train_batch    the step's prompts; Stage I counts as verl's per-prompt `__rollout_n__`
+                         (barrier-free rescue: each prompt's rescue allowance too, for the agent-loop worker)
+    replay-buffer sample Stage I's outcomes recorded; `rounds` rescue: each rescue phase submitted and
+                         recorded, before the rollout replicas go to sleep (barrier-free: the worker already
+                         rescued inside the same generation phase, its rows are recorded)
+    _balance_batch       `finish()`: posterior update, selective rejection, advantages; rejected rollouts
+                         never reach old-log-prob, reference or actor update
+    _compute_advantage   the step's per-row advantages and loss weights, in the trained batch's order, are
+                         what the `aero` estimator returns
 
-and keeps the posterior in verl's checkpoint folder. Every AERO decision is a call into aero_verl.core
-through aero_verl.hooks; this module only moves verl's data.
+and keeps the posterior in verl's checkpoint folder. This module only moves verl's data: every decision is
+the step's.
 """
 
 from __future__ import annotations
@@ -38,65 +42,42 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 from verl.utils.debug import marked_timer
 
-from aero_verl import hooks
-from aero_verl.core import (
-    AEROConfigError,
-    BetaPosteriorTable,
-    RescuePlanner,
-    account_step,
-    plan_exploration,
-    stratify,
-)
-from aero_verl.verl_ext.algos import posterior_context
+from aero_verl.core import AEROStep, BetaPosteriorTable, StepResult, aero_policies
+from aero_verl.verl_ext.algos import RowAdvantages, publish_advantages
+from aero_verl.verl_ext.batches import OUTCOME_FIELDS, RolloutRows, check_rollout_counts, rollout_rows
 from aero_verl.verl_ext.evaluation import PassAtKValidation, ReportsSyncMode
 from aero_verl.verl_ext.prompts import check_training_prompts, prompt_keys
-from aero_verl.verl_ext.settings import AEROSettings, verl_config_problems
+from aero_verl.verl_ext.settings import verified_settings
 from aero_verl.verl_ext.state import AEROState, StateCompatibilityError, load_state, save_state
 from aero_verl.verl_ext.summary import RunSummary
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
-OUTCOME_FIELDS = ["uid", "rm_scores", "response_mask"]
-ROLLOUT_FIELDS = OUTCOME_FIELDS + ["responses"]  # the response tokens order rows canonically for rejection
 CUMULATIVE_FIELDS = ("prompts", "rollouts_generated", "rollouts_kept", "tokens_generated", "tokens_kept", "budget",
                      "prompts_rescue", "prompts_rescued")
+# Columns of a submitted prompt row that carry its barrier-free rescue to the agent-loop worker.
+RESCUE_ALLOWANCE_COLUMN = "__aero_rescue_n__"
 
 
 @dataclass
 class StepPrompts:
-    """The prompts submitted in the step in flight, in submission order."""
+    """The prompts submitted in the step in flight, in submission order (their rows, to submit again)."""
 
     batches: list[TensorDict] = field(default_factory=list)
     uids: list[str] = field(default_factory=list)
-    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
-    predicted: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    explore: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
-    def add(self, batch: TensorDict, keys: np.ndarray, predicted: np.ndarray, explore: np.ndarray) -> None:
+    def add(self, batch: TensorDict) -> None:
         self.batches.append(batch)
         self.uids.extend(batch["uid"])
-        self.keys = np.concatenate([self.keys, keys])
-        self.predicted = np.concatenate([self.predicted, predicted])
-        self.explore = np.concatenate([self.explore, explore])
 
     @property
-    def key_by_uid(self) -> dict[str, int]:
-        return dict(zip(self.uids, self.keys.tolist()))
+    def position_of_uid(self) -> dict[str, int]:
+        return {uid: i for i, uid in enumerate(self.uids)}
 
     def rows(self, positions: np.ndarray) -> TensorDict:
-        """The prompt rows at these positions, ready to submit again."""
         batch = self.batches[0] if len(self.batches) == 1 else tu.concat_tensordict(self.batches)
         return tu.index_select_tensor_dict(batch, positions.tolist())
-
-
-@dataclass
-class StageTwo:
-    """What the rescue stage found, for the selection that follows it in the same step."""
-
-    planner: RescuePlanner
-    strata: np.ndarray
-    stage1_keys: set[str]
 
 
 # verl/trainer/ppo/v1/replay_buffer.py raises this when every group it selects lost all its rollouts
@@ -120,7 +101,9 @@ class RescueOnSample:
 
     The trainer samples Stage I through this wrapper inside verl's `gen` timer, right before
     `on_sample_end` puts the rollout replicas to sleep, which is the last moment more rollouts can be
-    generated in the step. Validation samples pass through untouched.
+    generated in the step (verl/trainer/ppo/v1/trainer_base.py, `_step_once`). Validation samples pass
+    through untouched. (A `trainer.v1.sampler.custom_sampler` subclass would sit in the same place but
+    receives only verl's refill function, not the step's prompts; the wrapper keeps verl's own buffer.)
     """
 
     def __init__(self, buffer, after_train_sample):
@@ -149,18 +132,18 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
     """verl's colocated sync PPO trainer with AERO's adaptive rollouts, rejection and posterior."""
 
     def __init__(self, config):
-        self.aero = AEROSettings.from_verl_config(config)
-        problems = verl_config_problems(config, self.aero)
-        if problems:
-            raise AEROConfigError("; ".join(problems))
+        self.aero = verified_settings(config)
         super().__init__(config)
         algorithm = self.aero.algorithm
+        self.policies = aero_policies(algorithm, normalize_by_std=config.algorithm.get("norm_adv_by_std_in_grpo", True))
         self.posterior = BetaPosteriorTable(algorithm.prior_alpha, algorithm.prior_beta, algorithm.forgetting)
         self.replay_buffer = RescueOnSample(self.replay_buffer, self._run_stage_two)
         self.replay_buffer.buffer.poll_interval = self.aero.trainer.poll_interval_s
         self._prompts = StepPrompts()
-        self._stage_two: StageTwo | None = None
-        self._posterior_by_uid: dict[str, float] = {}
+        self._step: AEROStep | None = None
+        self._keys: list[str] = []  # TransferQueue key of each recorded rollout, in recording order
+        self._result: StepResult | None = None
+        self._row_of_key: dict[str, int] = {}
         self._update_skipped = False
         self._cumulative: Counter = Counter()
         self.summary = RunSummary()
@@ -183,62 +166,92 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
     def on_step_begin(self):
         super().on_step_begin()
         self._prompts = StepPrompts()
-        self._stage_two = None
+        self._step = AEROStep(self.aero.algorithm, self.posterior, self.global_steps, self.policies)
+        self._keys, self._result, self._row_of_key = [], None, {}
         self._update_skipped = False
 
     def _next_train_batch(self, num_prompts: int | None = None) -> TensorDict:
         batch = super()._next_train_batch(num_prompts)
         keys = prompt_keys(self.aero.trainer.prompt_key, batch["raw_prompt"], batch["index"])
-        alpha, beta = self.posterior.alpha_beta(keys)
-        explore = plan_exploration(self.aero.algorithm, alpha, beta, self.posterior.observations(keys))
-        batch["__rollout_n__"] = torch.as_tensor(explore)
-        self._prompts.add(batch, keys, alpha / (alpha + beta), explore)
+        first = self._step.n_prompts
+        batch["__rollout_n__"] = torch.as_tensor(self._step.add_prompts(keys))
+        if self.policies.rescue.barrier_free:
+            batch[RESCUE_ALLOWANCE_COLUMN] = torch.as_tensor(self._step.rescue_allowance()[first:])
+        self._prompts.add(batch)
         return batch
 
     # ------------------------------------------------------------------ Stage II
 
     def _run_stage_two(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
-        """Rescue rounds for the zero-success prompts of Stage I, merged into their groups."""
+        """Record Stage I (and a barrier-free rescue), then run and record the rescue phases."""
         with marked_timer("aero_rescue", self.timing_raw, color="purple"):
-            cfg = self.aero.algorithm
-            total, correct = self._counts(batch.keys)
-            missing = self._prompts.explore - total
-            strata = stratify(correct, total, cfg)
-            # The budget counts rollouts asked for: a lost one (its reward function raised) was still spent.
-            planner = RescuePlanner(cfg, self._prompts.explore, correct, strata, priority=self._prompts.predicted)
+            step = self._step
+            rows = self._read_rows(batch.keys)
+            stage1 = rows.session < step.explore[rows.group]
+            self._record(rows, stage1, batch.tags, stage1=True)
+            if self.policies.rescue.barrier_free:
+                self._record_worker_rescue(rows, ~stage1, batch.tags, metrics)
             keys, tags = list(batch.keys), list(batch.tags)
-            while (extra := planner.next_round()).any():
-                round_batch = self._generate_rescue_round(extra, planner.rounds + 1)
-                round_total, round_correct = self._counts(round_batch.keys)
-                planner.record(extra, round_correct)
-                missing = missing + extra - round_total
+            while (extra := step.rescue_requests()).any():
+                round_batch = self._generate_rescue_round(extra, step.rescue_phases)
+                round_rows = self._read_rows(round_batch.keys)
+                self._record(round_rows, np.ones(len(round_rows.keys), dtype=bool), round_batch.tags, stage1=False)
                 keys += round_batch.keys
                 tags += round_batch.tags
-            self._check_missing_rollouts(missing, metrics)
-            self._stage_two = StageTwo(planner, strata, set(batch.keys))
+            self._check_lost_rollouts(metrics)
         return KVBatchMeta(keys=keys, tags=tags, partition_id=batch.partition_id, fields=batch.fields,
                            extra_info=batch.extra_info)
 
-    def _counts(self, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(rollouts, correct rollouts) per prompt of the step, over these TransferQueue rows."""
+    def _read_rows(self, keys: list[str]) -> RolloutRows:
         if not keys:
-            return np.zeros(len(self._prompts.uids), dtype=np.int64), np.zeros(len(self._prompts.uids), dtype=np.int64)
-        data = self._read_rollouts(keys, fields=OUTCOME_FIELDS)  # counting needs no response tokens
-        return hooks.group_rollouts(data, self._prompts.uids, self.aero.algorithm, self._prompts.key_by_uid).counts()
+            empty = np.zeros(0, dtype=np.int64)
+            return RolloutRows([], empty, empty, np.zeros(0), empty, np.zeros(0, dtype=np.uint64))
+        return rollout_rows(keys, self._read_rollouts(keys, fields=OUTCOME_FIELDS), self._prompts.position_of_uid)
 
-    def _check_missing_rollouts(self, missing: np.ndarray, metrics: dict) -> None:
-        """verl drops a rollout whose generation or reward function raised; apply aero.invalid_reward."""
-        metrics["aero/rollouts_missing"] = float(missing.sum())
-        if not missing.any():
+    def _record(self, rows: RolloutRows, selected: np.ndarray, tags: list[dict], stage1: bool,
+                new_phase: bool = True) -> None:
+        """Record the selected rows in the step (a phase with no rows that came back is still a phase)."""
+        picked = np.flatnonzero(selected)
+        stopped = np.array([bool(tags[i].get("aero_stopped", False)) for i in picked], dtype=bool)
+        self._step.record(rows.group[picked], rows.rewards[picked], rows.lengths[picked], stage1=stage1,
+                          stopped=stopped, digest=rows.digest[picked],
+                          row_labels=[int(self._step.keys[g]) for g in rows.group[picked]], new_phase=new_phase)
+        self._keys.extend(rows.keys[i] for i in picked)
+
+    def _record_worker_rescue(self, rows: RolloutRows, rescue: np.ndarray, tags: list[dict], metrics: dict) -> None:
+        """The agent-loop worker rescued prompts inside the Stage I generation phase: count what it asked for
+        (its rule is the step's: the prompts Stage I left in the rescue stratum) and record what came back."""
+        step = self._step
+        step.note_requests(step.rescue_allowance() * step.counts().in_rescue)
+        self._record(rows, rescue, tags, stage1=False, new_phase=False)
+        done = [(tag.get("aero_stage1_done_s"), tag.get("aero_rescue_done_s")) for tag in tags]
+        stage1_end = max((s for s, _ in done if s is not None), default=None)
+        rescue_end = max((r for _, r in done if r is not None), default=None)
+        metrics["aero/rescue_tail_s"] = max(rescue_end - stage1_end, 0.0) if stage1_end and rescue_end else 0.0
+
+    def _check_lost_rollouts(self, metrics: dict) -> None:
+        """A rollout whose generation or reward function raised never comes back; verl drops it. A few are
+        tolerated (they still spent their budget); more than aero.trainer.max_lost_rollout_share of the
+        step's requests stop the run."""
+        step = self._step
+        returned = step.rollouts_recorded()
+        check_rollout_counts(step.requested, returned, step.keys)
+        lost = step.requested - returned
+        metrics["aero/rollouts_missing"] = float(lost.sum())
+        if not lost.any():
             return
-        lost = [int(self._prompts.keys[i]) for i in np.flatnonzero(missing)]
-        message = (f"step {self.global_steps}: {int(missing.sum())} requested rollouts of {len(lost)} prompts never "
-                   f"came back (their generation or reward function failed; the rollout workers' log has the "
-                   f"error), prompt keys {lost[:5]}")
-        if self.aero.algorithm.invalid_reward == "raise":
-            raise RuntimeError(f"{message}. Fix the reward function, or set aero.invalid_reward=failure to train "
-                               "on the rollouts that did come back")
-        logger.warning(f"[aero] {message}; training on the rest (aero.invalid_reward=failure)")
+        share = lost.sum() / max(step.requested.sum(), 1)
+        prompts = [int(step.keys[i]) for i in np.flatnonzero(lost)]
+        message = (f"step {self.global_steps}: {int(lost.sum())} of {int(step.requested.sum())} requested rollouts "
+                   f"({share:.1%}) of {len(prompts)} prompts never came back (their generation or reward function "
+                   f"raised; the rollout workers' log has the error), prompt keys {prompts[:5]}")
+        limit = self.aero.trainer.max_lost_rollout_share
+        if share > limit:
+            raise RuntimeError(f"{message}. That is more than aero.trainer.max_lost_rollout_share={limit:g}: fix the "
+                               "reward function or the rollout servers, or raise the limit to train on what "
+                               "came back")
+        logger.warning(f"[aero] {message}; training on the rest (within aero.trainer.max_lost_rollout_share="
+                       f"{limit:g})")
 
     def _generate_rescue_round(self, extra: np.ndarray, round_number: int) -> KVBatchMeta:
         positions = np.flatnonzero(extra)
@@ -251,7 +264,7 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
         rows["__rollout_n__"] = torch.as_tensor(extra[positions])
         self._submit_batch_to_rollout(rows)
         round_batch = sample_groups(self.replay_buffer.buffer, self.global_steps, len(round_uids))
-        if round_batch is None:  # every rollout of the round was lost; counted as missing by the caller
+        if round_batch is None:  # every rollout of the round was lost; counted as lost by the caller
             tq.kv_clear(keys=round_uids, partition_id="train")
             return KVBatchMeta(keys=[], tags=[], partition_id="train")
         # verl groups advantages by the `uid` field, so writing the parent uid merges the round into its group.
@@ -260,8 +273,7 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
                         fields=tu.get_tensordict({"uid": [parent_of[key.split("_")[0]] for key in round_batch.keys]}))
         return round_batch
 
-    def _read_rollouts(self, keys: list[str], partition_id: str = "train",
-                       fields: list[str] = ROLLOUT_FIELDS) -> DataProto:
+    def _read_rollouts(self, keys: list[str], partition_id: str = "train", fields: list[str] = OUTCOME_FIELDS) -> DataProto:
         """Rows of TransferQueue as verl's own advantage step reads them."""
         data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=fields)
         proto = DataProto(batch=data.to_padded_tensor())
@@ -271,7 +283,7 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
     # ------------------------------------------------------------------ posterior + rejection
 
     def _balance_batch(self, batch: KVBatchMeta, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
-        if self._stage_two is not None:
+        if self._step is not None and self._result is None:
             batch = self._select_for_training(batch, metrics)
         unpadded = len(batch)
         batch = super()._balance_batch(batch, metrics, logging_prefix, keep_minibatch)
@@ -280,77 +292,61 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
 
     def _select_for_training(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         with marked_timer("aero_select", self.timing_raw, color="purple"):
-            cfg, stage_two, prompts = self.aero.algorithm, self._stage_two, self._prompts
-            data = self._read_rollouts(batch.keys, batch.partition_id)
-            rollouts = hooks.group_rollouts(data, prompts.uids, cfg, prompts.key_by_uid)
-            if rollouts.invalid.any():
-                self._zero_rewards(batch, data, rollouts.invalid)
-            hooks.update_posterior(self.posterior, rollouts, prompts.key_by_uid)
-            posterior_mean = self.posterior.mean(prompts.keys)
-            self._posterior_by_uid = dict(zip(prompts.uids, posterior_mean.tolist()))
-            kept_rows = hooks.select_training_rows(data, rollouts, stage_two.strata, cfg, self.global_steps)
-            keep = np.zeros(len(batch), dtype=bool)
-            keep[kept_rows] = True
-            accounting = account_step(
-                cfg, group=rollouts.group, success=rollouts.success,
-                stage1=np.array([key in stage_two.stage1_keys for key in batch.keys]),
-                response_length=rollouts.response_length, keep=keep, strata=stage_two.strata,
-                rescue_rounds=stage_two.planner.rounds, predicted_success=prompts.predicted,
-                posterior_mean=posterior_mean, invalid=rollouts.invalid,
-            )
-            metrics.update(accounting.metrics())
-            self._accumulate(accounting, metrics)
+            result = self._result = self._step.finish()
+            self._row_of_key = {key: row for row, key in enumerate(self._keys)}
+            invalid = [self._keys[row] for row in np.flatnonzero(result.invalid & result.keep)]
+            if invalid:
+                self._zero_rewards(invalid, batch.partition_id)
+            metrics.update(result.accounting.metrics())
+            self._accumulate(result, metrics)
 
-            kept = [batch.keys[row] for row in kept_rows]
+            kept = [self._keys[row] for row in result.training_order]
             if not kept:
                 # Nothing carries a gradient this step (e.g. every prompt failed its rescue): keep one row
                 # so verl's pipeline and metrics run, and skip the log-prob and update work on it.
                 kept = batch.keys[:1]
                 self._update_skipped = True
                 logger.warning(f"[aero] step {self.global_steps}: every rollout was rejected "
-                               f"({accounting.prompts_failed_rescue} failed rescues, "
-                               f"{accounting.zero_variance_groups_stage1} zero-variance groups); update skipped")
+                               f"({result.accounting.prompts_failed_rescue} failed rescues, "
+                               f"{result.accounting.zero_variance_groups_stage1} zero-variance groups); update skipped")
             metrics["aero/update_skipped"] = int(self._update_skipped)
             kept_set = set(kept)
             dropped = [key for key in batch.keys if key not in kept_set]
             if dropped:
                 tq.kv_clear(keys=dropped, partition_id=batch.partition_id)
-            self._stage_two = None
             return batch.select_keys(kept)
 
-    def _zero_rewards(self, batch: KVBatchMeta, data: DataProto, rows: np.ndarray) -> None:
+    def _zero_rewards(self, keys: list[str], partition_id: str) -> None:
         """Under aero.invalid_reward=failure, store 0 for the invalid rewards so no NaN reaches verl's metrics."""
-        positions = np.flatnonzero(rows)
-        lengths = data.batch["response_mask"][positions].sum(dim=-1).long().tolist()
+        data = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=["response_mask"])
+        lengths = [int(mask.sum()) for mask in data["response_mask"]]
         # TransferQueue holds token-level fields as jagged tensors of each response's length.
         zeros = torch.nested.as_nested_tensor([torch.zeros(n, dtype=torch.float32) for n in lengths],
                                               layout=torch.jagged)
-        tq.kv_batch_put(keys=[batch.keys[i] for i in positions], partition_id=batch.partition_id,
-                        fields=TensorDict({"rm_scores": zeros}, batch_size=len(positions)))
+        tq.kv_batch_put(keys=keys, partition_id=partition_id,
+                        fields=TensorDict({"rm_scores": zeros}, batch_size=len(keys)))
 
-    def _accumulate(self, accounting, metrics: dict) -> None:
+    def _accumulate(self, result: StepResult, metrics: dict) -> None:
         self._cumulative["steps"] += 1
         for name in CUMULATIVE_FIELDS:
-            self._cumulative[name] += getattr(accounting, name)
+            self._cumulative[name] += getattr(result.accounting, name)
         metrics.update({f"aero/cumulative/{name}": float(value) for name, value in self._cumulative.items()})
         metrics["aero/posterior_prompts"] = float(len(self.posterior))
 
     # ------------------------------------------------------------------ batch shape + update
 
     def _get_required_batch_multiple(self, dp_size: int) -> int:
-        """A multiple of dp_size * num_mini_batches (and of the micro-batches without dynamic batch size).
+        """dp_size * num_mini_batches, so every step has the same optimizer steps whatever was kept.
 
         verl's default (lcm with ppo_mini_batch_size * rollout.n) would pad AERO's smaller kept batches with
-        many no-op rows and make the number of optimizer steps depend on how many rollouts were kept.
+        many no-op rows and make the number of optimizer steps depend on how many rollouts were kept. With
+        count-based micro-batches (use_dynamic_bsz=False) verl's workers also need each rank's share to
+        divide into micro-batches (verl/workers/engine/utils.py), so the multiple grows to
+        dp * lcm(num_mini_batches * actor micro, log-prob micro, ref micro): use_dynamic_bsz=True avoids it.
         """
-        multiple = dp_size * self.aero.trainer.num_mini_batches
-        actor_rollout_ref = self.config.actor_rollout_ref
-        if not actor_rollout_ref.actor.use_dynamic_bsz:
-            micro_sizes = [actor_rollout_ref.actor.get("ppo_micro_batch_size_per_gpu"),
-                           actor_rollout_ref.rollout.get("log_prob_micro_batch_size_per_gpu"),
-                           actor_rollout_ref.ref.get("log_prob_micro_batch_size_per_gpu")]
-            multiple *= math.lcm(*[size for size in micro_sizes if size] or [1])
-        return multiple
+        self._train_dp_size = dp_size
+        mini_batches = self.aero.trainer.num_mini_batches
+        return dp_size * count_based_multiple(self.config, mini_batches)
 
     def _compute_old_log_prob(self, batch, metrics):
         return batch if self._update_skipped else super()._compute_old_log_prob(batch, metrics)
@@ -359,8 +355,40 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
         return batch if self._update_skipped else super()._compute_ref_log_prob(batch, metrics)
 
     def _compute_advantage(self, batch, metrics):
-        with posterior_context(self._posterior_by_uid, self.aero.algorithm):
+        with publish_advantages(self._row_advantages(batch)):
             return super()._compute_advantage(batch, metrics)
+
+    def _row_advantages(self, batch: KVBatchMeta) -> RowAdvantages:
+        """The step's advantage, loss weight and outcome of every row of the batch verl trains, in its order.
+
+        verl's actor (verl/workers/engine_workers.py, train_mini_batch) hands each DP rank a contiguous
+        share of the balanced batch and splits it into num_mini_batches contiguous optimizer steps (actor
+        shuffle off), so row p is in optimizer step (p mod per_rank) // (per_rank / num_mini_batches).
+        """
+        result = self._result
+        rows = np.array([self._row_of_key.get(key, -1) for key in batch.keys], dtype=np.int64)
+        real = rows >= 0  # verl's padding rows (uid pad...) have no row of the step
+        per_rank = max(len(batch) // self._dp_size(), 1)
+        per_step = max(per_rank // self.aero.trainer.num_mini_batches, 1)
+        minibatch = (np.arange(len(batch)) % per_rank) // per_step
+        weights = np.zeros(len(batch))
+        advantages = np.zeros(len(batch))
+        success = np.zeros(len(batch))
+        scale = np.ones(len(batch))
+        if real.any() and not self._update_skipped:
+            weights[real] = result.loss_weights(rows[real], minibatch[real])
+            advantages[real] = result.advantages[rows[real]]
+            success[real] = result.success[rows[real]]
+            scale[real] = result.advantage_scale[rows[real]]
+        return RowAdvantages(uids=[self._uid_of(key) for key in batch.keys], advantages=advantages, weights=weights,
+                             outcomes=success, scale=scale, group=np.where(real, result.group[np.maximum(rows, 0)], -1))
+
+    def _uid_of(self, key: str) -> str:
+        row = self._row_of_key.get(key)
+        return key.split("_")[0] if row is None else self._prompts.uids[self._result.group[row]]
+
+    def _dp_size(self) -> int:
+        return int(getattr(self, "_train_dp_size", None) or 1)
 
     def _update_actor(self, batch, metrics):
         if self._update_skipped:
@@ -416,8 +444,8 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
             return
         self.posterior.load_state_dict(state.posterior)
         self._cumulative = Counter(state.cumulative)
-        changed = {k: (v, self.aero.algorithm.as_dict().get(k)) for k, v in state.algorithm.items()
-                   if self.aero.algorithm.as_dict().get(k) != v}
+        current = self.aero.algorithm.as_dict()
+        changed = {k: (v, current.get(k)) for k, v in state.algorithm.items() if current.get(k) != v}
         if changed:
             logger.warning(f"[aero] resuming with changed settings (checkpoint, now): {changed}")
         logger.info(f"[aero] restored the posterior of {len(self.posterior)} prompts from {folder}")
@@ -428,6 +456,17 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
         if trainer.resume_mode == "resume_path":
             return os.path.abspath(trainer.resume_from_path)
         return find_latest_ckpt_path(os.path.abspath(trainer.default_local_dir))
+
+
+def count_based_multiple(config, mini_batches: int) -> int:
+    """Rows per DP rank must be a multiple of this (module docstring of _get_required_batch_multiple)."""
+    actor_rollout_ref = config.actor_rollout_ref
+    if actor_rollout_ref.actor.use_dynamic_bsz:
+        return mini_batches
+    actor_micro = actor_rollout_ref.actor.get("ppo_micro_batch_size_per_gpu") or 1
+    log_prob_micros = [actor_rollout_ref.rollout.get("log_prob_micro_batch_size_per_gpu"),
+                       actor_rollout_ref.ref.get("log_prob_micro_batch_size_per_gpu")]
+    return math.lcm(mini_batches * actor_micro, *[size for size in log_prob_micros if size] or [1])
 
 
 @contextmanager

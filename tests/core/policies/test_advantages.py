@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from aero_verl.core import group_advantages
+from aero_verl.core.policies.advantages import advantages_and_scales, group_advantages
 
 
 def verl_grpo(rewards, group, normalize_by_std=True):
@@ -65,3 +65,23 @@ def test_never_nan_for_extreme_posteriors_and_empty_groups(mode):
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="advantage mode"):
         group_advantages(np.zeros(1), np.zeros(1, int), np.full(1, 0.5), "bayes")
+
+
+def test_dr_grpo_puts_smoothed_groups_on_the_unnormalised_scale():
+    rewards = np.array([1.0, 1.0, 1.0, 0.0, 1.0])
+    group = np.array([0, 0, 0, 1, 1])
+    p = np.array([0.8, 0.5])
+    advantages = group_advantages(rewards, group, p, "smoothed", normalize_by_std=False)
+    assert advantages[:3] == pytest.approx([0.2, 0.2, 0.2])  # r - p~, not (r - p~) / sqrt(p~ (1 - p~))
+    assert advantages[3:] == pytest.approx([-0.5, 0.5])  # Dr.GRPO's r - mean for the mixed group
+
+
+def test_scales_are_the_divisors_of_the_advantages():
+    rewards = np.array([1.0, 0.0, 0.0, 1.0, 1.0])
+    group = np.array([0, 0, 0, 1, 1])
+    p = np.array([0.4, 0.9])
+    advantages, scale = advantages_and_scales(rewards, group, p, "smoothed")
+    std = np.std([1.0, 0.0, 0.0], ddof=1) + 1e-6
+    assert scale[:3] == pytest.approx(np.full(3, std))
+    assert scale[3:] == pytest.approx(np.full(2, np.sqrt(0.9 * 0.1) + 1e-6))
+    assert advantages * scale == pytest.approx(np.r_[rewards[:3] - 1 / 3, rewards[3:] - 0.9])

@@ -1,9 +1,10 @@
 """Checks that run before Ray starts, so a bad setting or bad data fails in seconds with a clear message.
 
-For an AERO run (trainer.v1.trainer_mode=aero): the `aero` block (names the key, value and allowed
-range), the verl settings AERO relies on, and the training prompts (empty prompts, missing or repeated
-`extra_info.index`). The same checks run again in the trainer's constructor for runs started through
-verl's own entry point.
+For every run: `algorithm.adv_estimator=aero` only with the AERO trainer. For an AERO run
+(trainer.v1.trainer_mode=aero): the `aero` block and the verl settings AERO relies on
+(settings.verified_settings, which the trainer's constructor runs again for runs started through verl's
+own entry point), and the training prompts (empty prompts, missing or repeated `extra_info.index`; the
+trainer checks the prompts verl loaded again in `_init_dataloader`).
 """
 
 from __future__ import annotations
@@ -15,23 +16,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from aero_verl.core import AEROConfigError
 from aero_verl.verl_ext.prompts import check_training_prompts, read_parquet_prompts
-from aero_verl.verl_ext.settings import AEROSettings, verl_config_problems
+from aero_verl.verl_ext.settings import AEROSettings, estimator_problems, is_aero_run, verified_settings
 
 logger = logging.getLogger(__name__)
 
 
-def is_aero_run(config: DictConfig) -> bool:
-    return OmegaConf.select(config, "trainer.v1.trainer_mode", default=None) == "aero"
-
-
 def check_settings(config: DictConfig) -> None:
-    """The `aero` block and the verl settings AERO relies on (seconds, before any data is touched)."""
-    if not is_aero_run(config):
-        return
-    settings = AEROSettings.from_verl_config(config)
-    problems = verl_config_problems(config, settings)
+    """The estimator's trainer, the `aero` block and the verl settings AERO relies on (seconds, no data)."""
+    problems = estimator_problems(config)
     if problems:
         raise AEROConfigError("; ".join(problems))
+    if is_aero_run(config):
+        verified_settings(config)
 
 
 def check_training_data(config: DictConfig) -> None:
