@@ -4,9 +4,9 @@
                                              [--out benchmarks/results]
 
 Simulates RL post-training on a synthetic population of prompts (many never solved, many always solved)
-whose success probabilities rise with the useful gradient signal (Theorem 4.1) each policy trains on. Every
-policy goes through the same aero_verl.core interfaces (group_advantages, account_step; AERO through
-run_aero_step with a BetaPosteriorTable). Writes simulator.json, simulator.md (its first line is the
+whose success probabilities rise with the useful gradient signal (Theorem 4.1, under each step's loss
+weighting, with gradient noise) each policy trains on. Every policy is one aero_verl.core.AEROStep with its
+own StepPolicies (GRPO, DAPO, GRESO and the oracle on the same protocols as AERO). Writes simulator.json, simulator.md (its first line is the
 command) and simulator_*.png into --out. CPU only; the default run takes well under a minute on 2 cores.
 Design and definitions: benchmarks/simulator/ (population.py, measure.py, policies.py, experiment.py, report.py).
 """
@@ -67,7 +67,7 @@ def headline(summary: dict) -> str:
             compute = metrics["compute_ratio_vs_grpo16"]["mean"]
             wall = metrics["wall_ratio_vs_grpo16"]["mean"]
             accuracy = metrics["accuracy_diff_vs_grpo16"]["mean"]
-            rows.append(f"  {name:24s} compute saving {100 * (1 - compute):5.1f}%  wall saving "
+            rows.append(f"  {name:24s} compute saving {100 * (1 - compute):5.1f}%  modelled wall saving "
                         f"{100 * (1 - wall):5.1f}%  mean success vs {REFERENCE} {accuracy:+.4f}")
     return "\n".join(rows)
 

@@ -48,6 +48,7 @@ class StepAccounting:
     prompts_rescued: int
     prompts_failed_rescue: int
     zero_variance_groups_stage1: int
+    zero_variance_groups: int
     groups_kept: int
     zero_advantage_groups_kept: int
     success_rate_stage1: float
@@ -135,6 +136,7 @@ def account_step(cfg: AEROConfig, *, counts: GroupCounts, group: np.ndarray, suc
         prompts_rescued=int(counts.rescued.sum()),
         prompts_failed_rescue=int(counts.failed_rescue.sum()),
         zero_variance_groups_stage1=int(counts.stage1_zero_variance.sum()),
+        zero_variance_groups=int(counts.zero_variance.sum()),
         groups_kept=int(kept_groups.sum()),
         zero_advantage_groups_kept=int((kept_groups & ~nonzero).sum()),
         success_rate_stage1=float(success[stage1_rows].mean()) if stage1_rows.any() else 0.0,

@@ -140,6 +140,14 @@ def summarize_by_benchmark(data_sources, prompt_uids, accs, k: int = 8) -> dict[
     return {benchmark: _summarize_benchmark(benchmark, counts[benchmark], k) for benchmark in sorted(counts)}
 
 
+def prompt_counts(data_sources, prompt_uids, accs) -> dict[str, dict[str, tuple[int, int]]]:
+    """{benchmark: {prompt uid: (samples, correct)}}: the per-prompt results a benchmark's score averages,
+    kept so that runs can be compared prompt by prompt (paired bootstrap)."""
+    counts = _count_per_prompt(data_sources, prompt_uids, accs)
+    return {benchmark: {uid: (p.samples, p.correct) for uid, p in sorted(prompts.items())}
+            for benchmark, prompts in sorted(counts.items())}
+
+
 def _json_default(value):
     """numpy scalars and arrays, which json cannot serialise, as Python numbers and lists."""
     if isinstance(value, np.generic | np.ndarray):

@@ -3,10 +3,12 @@
 verl 0.9.1 logs Avg@N as `val-core/<source>/acc/mean@N`, but its `best@k` is a bootstrap with replacement,
 a biased Pass@k. `PassAtKValidation` adds, for k = 1, 2, 4, ... up to `val_kwargs.n`,
 `val-core/<source>/acc/pass@k` (the largest k) and `val-aux/<source>/acc/pass@k` (the others) from the
-same per-sample `acc`, and writes every validation's table to `<default_local_dir>/eval/step_<N>.json`.
+same per-sample `acc`, and writes every validation's table to `<default_local_dir>/eval/step_<N>.json`,
+with each prompt's (samples, correct) under "prompts", keyed by a hash of the prompt text (verl's
+validation uids are new every time) so that runs pair prompt by prompt.
 
-`sync_eval` is verl's own sync trainer with this evaluation and nothing else changed, so the GRPO
-baselines report the same metrics as AERO (`trainer.v1.trainer_mode=sync_eval`).
+These are mixins of verl v1 trainers (the AERO trainer and `sync_eval`, baseline_trainer.py); this module
+imports nothing of verl, so either trainer module can import it in any order.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from __future__ import annotations
 import logging
 import os
 
-from verl.trainer.ppo.v1.trainer_base import register_trainer
-from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+import hashlib
 
-from aero_verl.eval.passk import summarize_by_benchmark, write_results_json
+from aero_verl.eval.passk import prompt_counts, summarize_by_benchmark, write_results_json
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,20 @@ class ReportsSyncMode:
         self.registered_trainer_mode = value
 
 
+def prompt_id(text: str) -> str:
+    return hashlib.blake2b(str(text).encode(), digest_size=8).hexdigest()
+
+
 class PassAtKValidation:
     """Adds unbiased Pass@k / Avg@k to a verl v1 trainer's validation metrics, and a JSON per validation."""
+
+    _validation_inputs: dict[str, str] | None = None
+
+    def _maybe_log_val_generations(self, inputs, outputs, scores):
+        # verl/trainer/ppo/v1/trainer_base.py `_validate` calls this with the decoded prompts, aligned with
+        # the sample uids it then passes to _val_metrics_update (both in sample order).
+        self._validation_inputs = list(inputs)
+        return super()._maybe_log_val_generations(inputs=inputs, outputs=outputs, scores=scores)
 
     def _val_metrics_update(self, data_sources, sample_uids, reward_extra_infos_dict, sample_turns,
                             expected_acc_counts=None):
@@ -65,12 +78,12 @@ class PassAtKValidation:
                                                "samples_per_prompt": row["samples_per_prompt"]})
                 results[benchmark][f"pass@{k}"] = row[f"pass@{k}"]
                 results[benchmark][f"avg@{k}"] = row[f"avg@{k}"]
+        inputs = self._validation_inputs or []
+        stable = [prompt_id(inputs[i]) if i < len(inputs) else str(uid) for i, uid in enumerate(sample_uids)]
+        per_prompt = prompt_counts(data_sources, stable, accs)
+        for benchmark, prompts in per_prompt.items():
+            results[benchmark]["prompts"] = {pid: list(counts) for pid, counts in prompts.items()}
         path = os.path.join(self.config.trainer.default_local_dir, "eval", f"step_{self.global_steps}.json")
         write_results_json(path, results, meta={"global_step": self.global_steps,
                                                 "experiment": self.config.trainer.experiment_name})
         return metrics
-
-
-@register_trainer("sync_eval")
-class EvalSyncTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
-    """verl's colocated sync trainer, unchanged, with unbiased Pass@k / Avg@k validation."""

@@ -3,7 +3,7 @@
 It registers, each when verl itself first imports the registry it belongs to (so no process pays for
 importing verl's trainer early; see aero_verl.after_import):
     algorithm.adv_estimator=aero     in verl.trainer.ppo.core_algos
-    trainer.v1.trainer_mode=aero     in verl.trainer.ppo.v1
+    trainer.v1.trainer_mode=aero     in verl.trainer.ppo.v1 (and sync_eval, the baselines' trainer)
 and the CPU runtime: the `cpu` platform class always (selected only by VERL_PLATFORM=cpu), its patches of verl and
 the `hf` rollout only when VERL_PLATFORM=cpu.
 verl swallows entry-point import errors at DEBUG level (verl/__init__.py), so a broken plugin would only
@@ -23,6 +23,7 @@ def _import(module_name: str):
 
 run_after_import("verl.trainer.ppo.core_algos", _import("aero_verl.verl_ext.algos"))
 run_after_import("verl.trainer.ppo.v1.trainer_base", _import("aero_verl.verl_ext.trainer"))
+run_after_import("verl.trainer.ppo.v1.trainer_base", _import("aero_verl.verl_ext.baseline_trainer"))
 
 cpu.register_platform()
 if cpu_platform_requested():

@@ -44,3 +44,76 @@ def check_training_data(config: DictConfig) -> None:
         return
     messages, indices = read_parquet_prompts(local, config.data.get("prompt_key", "prompt"))
     check_training_prompts(settings.trainer.prompt_key, messages, indices, source=f"data.train_files={paths}")
+
+
+def _paths(value) -> list[str]:
+    value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def check_resources(config: DictConfig) -> None:
+    """Data files, the model, and the GPUs the run asks for: each missing one fails here, before Ray starts,
+    naming what is missing and what makes it (seconds instead of a hang while Ray waits for GPUs)."""
+    problems = []
+    for key in ("data.train_files", "data.val_files"):
+        missing = [path for path in _paths(OmegaConf.select(config, key)) if not _is_remote(path)
+                   and not os.path.exists(path)]
+        if missing:
+            problems.append(f"{key}: {', '.join(missing)} does not exist. Make the paper recipes' data with "
+                            "`bash recipes/prepare_math_data.sh` (it writes into ${AERO_DATA_DIR:-data}; set "
+                            "AERO_DATA_DIR to where your parquet files are), or point the key at your files")
+    model_path = OmegaConf.select(config, "actor_rollout_ref.model.path")
+    if model_path and not _is_remote(model_path) and not os.path.isdir(model_path):
+        reason = hub_unreachable(model_path)
+        if reason:
+            problems.append(f"actor_rollout_ref.model.path={model_path!r} is not a local folder and {reason}. "
+                            "Download the model and set AERO_MODEL_DIR to the folder holding it (the recipes read "
+                            "${AERO_MODEL_DIR}/<model name>), or set the key to a local model folder")
+    asked = int(OmegaConf.select(config, "trainer.n_gpus_per_node", default=1)) * \
+        int(OmegaConf.select(config, "trainer.nnodes", default=1))
+    found, where = available_gpus(config)
+    if found is not None and found < asked:
+        problems.append(f"trainer.n_gpus_per_node x trainer.nnodes asks for {asked} GPUs but {where} has {found}. "
+                        "Run on a machine or Ray cluster with that many GPUs (ray_kwargs.ray_init.address=HEAD:PORT "
+                        "for an existing cluster), or lower trainer.n_gpus_per_node / trainer.nnodes")
+    if problems:
+        raise AEROConfigError("; ".join(problems))
+
+
+def hub_unreachable(model_id: str) -> str | None:
+    """Why a Hugging Face hub id cannot be loaded here, or None if the hub answers for it."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return "HF_HUB_OFFLINE is set"
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(model_id, timeout=10)
+    except Exception as error:  # no network, no such repository, no access: all mean "cannot load it"
+        return f"the Hugging Face hub could not be reached for it ({type(error).__name__})"
+    return None
+
+
+def available_gpus(config: DictConfig) -> tuple[int | None, str]:
+    """GPUs the run will find: an existing Ray cluster's, else a private cluster's (ray_init.num_gpus, or
+    this machine's CUDA devices). None when it cannot be known without starting Ray's workers."""
+    ray_init = OmegaConf.select(config, "ray_kwargs.ray_init", default=None) or {}
+    address = ray_init.get("address")
+    if address not in (None, "local"):
+        import ray
+
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            return int(ray.cluster_resources().get("GPU", 0)), f"the Ray cluster at {address}"
+        except Exception:
+            return None, address
+        finally:
+            ray.shutdown()
+    if ray_init.get("num_gpus") is not None:
+        return int(ray_init["num_gpus"]), "ray_kwargs.ray_init.num_gpus"
+    import torch
+
+    return torch.cuda.device_count(), "this machine"

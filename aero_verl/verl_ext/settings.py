@@ -47,6 +47,10 @@ class AEROTrainerSettings:
         0.05, group="trainer", provenance="I", check=number(0.0, 1.0),
         meaning="share of a step's requested rollouts that may be lost (generation or reward function raised) "
                 "before the run stops; lost rollouts still spend their budget and are reported")
+    console: str = setting("compact", group="trainer", provenance="I", check=choice(("compact", "full")),
+                           meaning="`compact`: the terminal shows one line per step, validation tables and "
+                                   "aero_verl's warnings, verl's and Ray's output goes to <run folder>/run.log; "
+                                   "`full`: verl's console as it is")
     resume_without_state: bool = setting(False, group="trainer", provenance="I", check=BOOLEAN,
                                          meaning="resume from a checkpoint without AERO state (e.g. a GRPO run's), "
                                                  "the posterior starting from the prior")

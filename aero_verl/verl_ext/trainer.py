@@ -44,9 +44,11 @@ from verl.utils.debug import marked_timer
 
 from aero_verl.core import AEROStep, BetaPosteriorTable, StepResult, aero_policies
 from aero_verl.verl_ext.algos import RowAdvantages, publish_advantages
+from aero_verl.verl_ext.console import say
 from aero_verl.verl_ext.batches import OUTCOME_FIELDS, RolloutRows, check_rollout_counts, rollout_rows
 from aero_verl.verl_ext.evaluation import PassAtKValidation, ReportsSyncMode
 from aero_verl.verl_ext.prompts import check_training_prompts, prompt_keys
+from aero_verl.verl_ext.run_record import RunRecord
 from aero_verl.verl_ext.settings import verified_settings
 from aero_verl.verl_ext.state import AEROState, StateCompatibilityError, load_state, save_state
 from aero_verl.verl_ext.summary import RunSummary
@@ -128,7 +130,7 @@ class RescueOnSample:
 
 
 @register_trainer("aero")
-class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
+class AEROTrainer(ReportsSyncMode, RunRecord, PassAtKValidation, PPOTrainerSync):
     """verl's colocated sync PPO trainer with AERO's adaptive rollouts, rejection and posterior."""
 
     def __init__(self, config):
@@ -199,6 +201,7 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
                 keys += round_batch.keys
                 tags += round_batch.tags
             self._check_lost_rollouts(metrics)
+            self._count_generated(tags)
         return KVBatchMeta(keys=keys, tags=tags, partition_id=batch.partition_id, fields=batch.fields,
                            extra_info=batch.extra_info)
 
@@ -298,6 +301,8 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
             if invalid:
                 self._zero_rewards(invalid, batch.partition_id)
             metrics.update(result.accounting.metrics())
+            # Comparable with the baselines' (baseline_trainer.py): groups still all-alike after both stages.
+            metrics["run/zero_variance_share"] = result.accounting.zero_variance_groups / max(result.accounting.prompts, 1)
             self._accumulate(result, metrics)
 
             kept = [self._keys[row] for row in result.training_order]
@@ -310,6 +315,9 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
                                f"({result.accounting.prompts_failed_rescue} failed rescues, "
                                f"{result.accounting.zero_variance_groups_stage1} zero-variance groups); update skipped")
             metrics["aero/update_skipped"] = int(self._update_skipped)
+            if not self._update_skipped:
+                tag_of = dict(zip(batch.keys, batch.tags))
+                self._count_trained([tag_of[key] for key in kept])
             kept_set = set(kept)
             dropped = [key for key in batch.keys if key not in kept_set]
             if dropped:
@@ -410,7 +418,8 @@ class AEROTrainer(ReportsSyncMode, PassAtKValidation, PPOTrainerSync):
     def fit(self, agent_loop_manager):
         super().fit(agent_loop_manager)
         self.summary.record_cumulative(dict(self._cumulative))
-        print(self.summary.render(), flush=True)
+        for line in self.summary.render().splitlines():
+            say(line)
         self.summary.write(os.path.join(self.config.trainer.default_local_dir, "aero_summary.json"))
 
     # ------------------------------------------------------------------ checkpoint

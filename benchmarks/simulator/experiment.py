@@ -1,11 +1,14 @@
 """Runs every policy on the same population over seeds and steps, and summarises the runs.
 
-For a seed, every policy starts from the same population and reads prompts in the same shuffled order;
-only the rollout draws differ. Ratios against GRPO n=16, DAPO and the oracle pair runs of the same seed.
+Every policy is one AEROStep (aero_verl.core) with its own StepPolicies, driven by `AEROStep.run` with the
+population's sampler and the prompt stream: the very object the verl trainer drives. For a seed, every
+policy starts from the same population and reads prompts in the same shuffled order; only the rollout
+draws differ. Ratios against GRPO n=16, DAPO and the oracle pair runs of the same seed.
 
-Cost model (paper.md, Update section): compute = params x (2 x generated tokens + 8 x trained tokens)
-(generation is a forward pass; training is forward, backward and the old log-prob pass; response tokens
-only, prompt tokens are left out), and a wall-clock proxy = generated rollouts + 0.6 x trained rollouts.
+Cost model: compute = params x (2 x generated tokens + 8 x trained tokens) (generation is a forward pass;
+training is forward, backward and the old log-prob pass; response tokens only); wall clock from
+phase_model.PhaseCostModel (generation phases, each waiting for its slowest response, plus training time
+per trained token). Both are models; their parameters are printed with the results.
 """
 
 from __future__ import annotations
@@ -15,7 +18,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulator.policies import GRESO, DynamicSampling, Oracle, UniformGRPO, aero_variants
+from aero_verl.core import AEROConfig, AEROStep, BetaPosteriorTable
+from aero_verl.core.policies import (
+    DynamicSampling,
+    FixedExploration,
+    GroupAdvantages,
+    KeepAll,
+    KeepInformative,
+    NoRescue,
+    SingleBatch,
+    StepPolicies,
+    TokenMeanWeighting,
+    aero_policies,
+)
+from phase_model import PhaseCostModel
+from simulator.measure import measure_step
+from simulator.peers import GRESOFill, Oracle
 from simulator.population import Population, PopulationConfig, PromptStream
 
 REFERENCE = "grpo_n16"
@@ -23,19 +41,17 @@ REFERENCE = "grpo_n16"
 
 @dataclass(frozen=True)
 class CostModel:
-    """Compute and wall-clock proxies of paper.md's Update section.
+    """The compute model.
 
     Attributes:
         params: Model parameters (Qwen2.5-Math-1.5B); ratios do not depend on it.
         generation_flops_per_token: FLOPs per parameter per generated token (a forward pass).
         training_flops_per_token: FLOPs per parameter per trained token (forward, backward, old log-prob).
-        wall_training_weight: Wall-clock of training one rollout relative to generating one.
     """
 
     params: float = 1.5e9
     generation_flops_per_token: float = 2.0
     training_flops_per_token: float = 8.0
-    wall_training_weight: float = 0.6
 
 
 @dataclass(frozen=True)
@@ -54,7 +70,8 @@ class SimulationConfig:
         target_gain_share: Cost to target is measured at initial + this share of the mean-success gain
             GRPO n=16 makes over the run (same seed).
         population: The prompt population and its learning rule.
-        cost: The compute and wall-clock model.
+        cost: The compute model.
+        phases: The wall-clock model of generation phases and training.
     """
 
     seeds: int = 10
@@ -66,6 +83,7 @@ class SimulationConfig:
     target_gain_share: float = 0.8
     population: PopulationConfig = field(default_factory=PopulationConfig)
     cost: CostModel = field(default_factory=CostModel)
+    phases: PhaseCostModel = field(default_factory=PhaseCostModel)
 
 
 POLICY_DEFINITIONS = {
@@ -80,8 +98,12 @@ POLICY_DEFINITIONS = {
     "greso": "GRESO: probabilistic pre-rollout skip of prompts all-correct/all-wrong in their recent visits "
              "(1 - max(p^count, 0.01), adaptive p_easy/p_hard, target zero-variance share 0.25), then the "
              "same dynamic sampling at n=16 with adaptive refill sizes; generation beyond the budget reported.",
-    "aero": "AERO with the paper defaults, AEROConfig() (per-query cap 16, n_explore 8, n_extra 2, k 1, "
-            "smoothed advantage, fixed exploration), through core.run_aero_step.",
+    "aero": "AERO with the package defaults, AEROConfig() (per-query cap 16, n_explore 8, n_extra 2, k 1, "
+            "rounds rescue, smoothed advantage, token_mean loss weighting, fixed exploration).",
+    "aero_per_group": "AERO with loss_weighting='per_group' (Theorem 4.1's per-group mean).",
+    "aero_barrier_free": "AERO with rescue_mode='barrier_free' (the remaining budget in one request as soon as "
+                         "a prompt's own Stage I ends, stopped at its first success).",
+    "aero_no_rejection": "AERO with k = 16 (every incorrect rollout kept: selective rejection off).",
     "aero_pooled": "AERO with budget_mode='pooled' (the batch shares B x 16).",
     "aero_constant": "AERO with advantage_mode='constant' (reading D: degenerate groups keep 4 rollouts, "
                      "advantage 2 p~ - 1).",
@@ -92,23 +114,60 @@ POLICY_DEFINITIONS = {
               "both outcomes appear, trains only the balanced pair; within the budget, at most B groups.",
 }
 
+AERO_VARIANTS = {
+    "aero": {},
+    "aero_per_group": {"loss_weighting": "per_group"},
+    "aero_barrier_free": {"rescue_mode": "barrier_free"},
+    "aero_no_rejection": {"k": 16.0},
+    "aero_pooled": {"budget_mode": "pooled"},
+    "aero_constant": {"advantage_mode": "constant"},
+    "aero_posterior_explore": {"explore_mode": "posterior"},
+}
 
-def build_policies(cfg: SimulationConfig, seed: int) -> list:
-    """Fresh policies (their state starts empty) in the report's order."""
+
+@dataclass
+class SimulatedPolicy:
+    """A named step: its settings (AEROConfig: the budget, seeds, invalid-reward rule, prior) and policies."""
+
+    name: str
+    cfg: AEROConfig
+    policies: StepPolicies
+
+
+def baseline(name: str, cfg: SimulationConfig, n: int, selection, fill) -> SimulatedPolicy:
+    return SimulatedPolicy(name, AEROConfig(n_total=cfg.n_total, n_explore=min(n, cfg.n_total), n_explore_min=1), StepPolicies(
+        exploration=FixedExploration(n), rescue=NoRescue(), selection=selection,
+        advantage=GroupAdvantages("off"), weighting=TokenMeanWeighting(), fill=fill))
+
+
+def build_policies(cfg: SimulationConfig, seed: int, population: Population, stream: PromptStream,
+                   rng: np.random.Generator) -> list[SimulatedPolicy]:
+    """Fresh policies (their state starts empty) in the report's order, for one seed's population."""
     batch, n = cfg.batch_size, cfg.n_total
-    return [
-        UniformGRPO("grpo_n8", batch, 8),
-        UniformGRPO("grpo_n16", batch, n),
-        UniformGRPO("grpo_n16_filtered", batch, n, filtered=True),
-        DynamicSampling("dapo", batch, n, cfg.max_gen_rounds),
-        GRESO("greso", batch, n, cfg.max_gen_rounds, cfg.population.prompts),
-        *aero_variants(batch, n, seed),
-        Oracle("oracle", batch, n, cfg.max_gen_rounds, cfg.oracle_min_mixed_probability),
+    policies = [
+        baseline("grpo_n8", cfg, 8, KeepAll(), SingleBatch(batch)),
+        baseline("grpo_n16", cfg, n, KeepAll(), SingleBatch(batch)),
+        baseline("grpo_n16_filtered", cfg, n, KeepInformative(), SingleBatch(batch)),
+        baseline("dapo", cfg, n, KeepInformative(limit=batch), DynamicSampling(batch, cfg.max_gen_rounds)),
+        baseline("greso", cfg, n, KeepInformative(limit=batch), GRESOFill(batch, cfg.max_gen_rounds, stream, rng)),
     ]
+    for name, changes in AERO_VARIANTS.items():
+        aero_cfg = AEROConfig(n_total=n, seed=seed, **changes)
+        policies.append(SimulatedPolicy(name, aero_cfg, aero_policies(aero_cfg, fill=SingleBatch(batch))))
+    oracle = Oracle(lambda: population.success_probability, batch, n, cfg.max_gen_rounds,
+                    cfg.oracle_min_mixed_probability)
+    policies.append(SimulatedPolicy("oracle", AEROConfig(n_total=n, n_explore=1, n_explore_min=1), StepPolicies(
+        exploration=oracle, rescue=oracle, selection=oracle, advantage=GroupAdvantages("off"),
+        weighting=TokenMeanWeighting(), fill=oracle)))
+    return policies
+
+
+POLICY_NAMES = ["grpo_n8", "grpo_n16", "grpo_n16_filtered", "dapo", "greso", *AERO_VARIANTS, "oracle"]
 
 
 STEP_FIELDS = ("rollouts_generated", "tokens_generated", "rollouts_trained", "tokens_trained", "groups_generated",
-               "zero_variance_groups", "groups_trained", "zero_advantage_groups_trained", "generation_rounds")
+               "zero_variance_groups", "groups_trained", "zero_advantage_groups_trained", "generation_rounds",
+               "wall_s")
 
 
 @dataclass
@@ -124,27 +183,30 @@ class PolicyRun:
         return cost.params * (cost.generation_flops_per_token * self.series["tokens_generated"]
                               + cost.training_flops_per_token * self.series["tokens_trained"])
 
-    def wall(self, cost: CostModel) -> np.ndarray:
-        """Wall-clock proxy per step, in rollout units."""
-        return self.series["rollouts_generated"] + cost.wall_training_weight * self.series["rollouts_trained"]
+    def wall(self) -> np.ndarray:
+        """Modelled wall clock per step, in seconds (phase_model.PhaseCostModel)."""
+        return self.series["wall_s"]
 
 
-def run_policy(policy, cfg: SimulationConfig, seed: int, policy_index: int) -> PolicyRun:
+def run_policy(name: str, cfg: SimulationConfig, seed: int, policy_index: int) -> PolicyRun:
     """`cfg.steps` steps of one policy on the seed's population."""
     population = Population(cfg.population, np.random.default_rng([seed, 0]))
     stream = PromptStream(cfg.population.prompts, np.random.default_rng([seed, 1]))
     rng = np.random.default_rng([seed, 2, policy_index])
+    policy = next(p for p in build_policies(cfg, seed, population, stream, rng) if p.name == name)
+    table = BetaPosteriorTable(policy.cfg.prior_alpha, policy.cfg.prior_beta, policy.cfg.forgetting)
     mean_success = [population.mean_success()]
     signal = []
-    series = {name: [] for name in STEP_FIELDS}
+    series = {field_name: [] for field_name in STEP_FIELDS}
     for step in range(cfg.steps):
-        record = policy.step(population, stream, rng, step)
-        population.learn(record.prompt_ids, record.signal, cfg.batch_size)
+        result = AEROStep(policy.cfg, table, step, policy.policies).run(population.sampler(rng), take=stream.take)
+        record = measure_step(result, population.success_probability, cfg.phases)
+        population.learn(record.prompt_ids, record.signal, record.noise_scale, cfg.batch_size, rng)
         mean_success.append(population.mean_success())
         signal.append(record.signal.sum())
-        for name in STEP_FIELDS:
-            series[name].append(getattr(record, name))
-    arrays = {name: np.array(values, dtype=np.float64) for name, values in series.items()}
+        for field_name in STEP_FIELDS:
+            series[field_name].append(getattr(record, field_name))
+    arrays = {field_name: np.array(values, dtype=np.float64) for field_name, values in series.items()}
     return PolicyRun(np.array(mean_success), np.array(signal), arrays)
 
 
@@ -152,8 +214,8 @@ def run_all(cfg: SimulationConfig) -> dict[str, list[PolicyRun]]:
     """Every policy on every seed: {policy name: [run per seed]}."""
     runs: dict[str, list[PolicyRun]] = {}
     for seed in range(cfg.seeds):
-        for index, policy in enumerate(build_policies(cfg, seed)):
-            runs.setdefault(policy.name, []).append(run_policy(policy, cfg, seed, index))
+        for index, name in enumerate(POLICY_NAMES):
+            runs.setdefault(name, []).append(run_policy(name, cfg, seed, index))
     return runs
 
 
@@ -166,7 +228,7 @@ def first_reach(mean_success: np.ndarray, target: float) -> int | None:
 def seed_metrics(run: PolicyRun, cfg: SimulationConfig, target: float) -> dict[str, float]:
     """One policy on one seed, in absolute terms."""
     s = run.series
-    compute, wall = run.compute(cfg.cost), run.wall(cfg.cost)
+    compute, wall = run.compute(cfg.cost), run.wall()
     reach = first_reach(run.mean_success, target)
     return {
         "rollouts_generated_per_step": s["rollouts_generated"].mean(),
@@ -200,6 +262,7 @@ def relative_metrics(own: dict, grpo: dict, dapo: dict, oracle: dict) -> dict[st
         "accuracy_diff_vs_grpo16": own["final_mean_success"] - grpo["final_mean_success"],
         "compute_to_target_ratio_vs_grpo16": own["compute_to_target_flops"] / grpo["compute_to_target_flops"],
         "wall_to_target_ratio_vs_grpo16": own["wall_to_target"] / grpo["wall_to_target"],
+        "wall_to_target_ratio_vs_dapo": own["wall_to_target"] / dapo["wall_to_target"],
         "compute_to_target_ratio_vs_dapo": own["compute_to_target_flops"] / dapo["compute_to_target_flops"],
         "generated_ratio_vs_dapo": own["rollouts_generated_per_step"] / dapo["rollouts_generated_per_step"],
         "gain_ratio_vs_oracle": gain / (oracle["final_mean_success"] - oracle["initial_mean_success"]),

@@ -1,21 +1,25 @@
 """What one policy step generated, trained and learned, measured the same way for every policy.
 
+Every policy is an AEROStep (aero_verl.core) with its own StepPolicies; this module reads the StepResult.
+
 Useful gradient signal of a trained group (the quantity the population learns from and the efficiency
 measures divide): the projection of the group's expected gradient, given its outcomes, on the direction
 d = mu+ - mu- that raises the prompt's success probability, in units of ||d||.
   - A group with both outcomes: Theorem 4.1's f(c, m) = sqrt(c m) / (c + m) (core.gradient_scale) over
-    the rollouts actually trained. This is the paper's own measure and does not depend on the true p.
-    (verl's unbiased std would scale it by sqrt((n - 1) / n); the population-std form keeps group size
-    out of the measure except through c and m.)
+    the rollouts actually trained: the per-group mean normalisation of the theorem.
   - A zero-variance group trained with a non-zero advantage (AERO's posterior modes):
     (1/n) sum_i A_i E[s_i | r_i] with E[s | correct] = (1 - p) d and E[s | wrong] = -p d (p the prompt's
-    true success probability; these follow from p mu+ + (1 - p) mu- = 0). The advantages are the ones
-    core.group_advantages returns, so `off` mode gives 0 and `smoothed`/`constant` give their small signal.
-The signal is an expectation: gradient noise, which larger groups average down, is not modelled, so the
-measure credits trained rollouts only through f(c, m).
+    true success probability; these follow from p mu+ + (1 - p) mu- = 0).
+The loss weighting the step actually used scales it: verl's token-mean gives a group G x (its share of the
+weighted trained tokens), so a small kept group pushes less than a large one, while AERO's per_group
+weighting gives every group 1 (core/policies/weighting.py). Gradient noise: the signal the population
+learns from is that expectation plus Gaussian noise of sd `noise_sd` x multiplier / sqrt(rows trained in
+the group), so groups of few rollouts are noisier (PopulationConfig.noise_sd); the efficiency measures
+use the expectation.
 
-Counts (rollouts and tokens generated and trained) come from core.account_step for every policy; the
-baselines pass it neutral values for the AERO-only arguments (no posterior, no rescue).
+Wall clock: phase_model.PhaseCostModel over the step's generation phases (each a barrier that waits for
+its slowest response; a barrier-free rescue starts when its own prompt's Stage I ends) and its trained
+tokens. It is a model: its assumptions are printed with its numbers.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aero_verl.core import AEROConfig, StepAccounting, account_step, gradient_scale, group_advantages, stratify
+from aero_verl.core import StepResult, gradient_scale
+from phase_model import PhaseCostModel
 
 
 @dataclass(frozen=True)
@@ -32,8 +37,10 @@ class StepRecord:
     """One policy step, per generated group and in totals.
 
     Attributes:
-        prompt_ids: Prompt of each generated group (a prompt generated twice in a step has two groups).
-        signal: Useful gradient signal of each generated group's trained rollouts (0 if not trained).
+        prompt_ids: Prompt of each generated group.
+        signal: Expected useful gradient signal of each group's trained rollouts (0 if not trained), under
+            the loss weighting the step used.
+        noise_scale: sd of the gradient noise of each group's signal, per unit of PopulationConfig.noise_sd.
         rollouts_generated, tokens_generated: Everything sampled this step, regeneration included.
         rollouts_trained, tokens_trained: What went into the policy update.
         groups_generated: Groups sampled.
@@ -41,11 +48,13 @@ class StepRecord:
             step's generation for them ended (zero advantage under plain GRPO).
         groups_trained: Groups with at least one trained rollout.
         zero_advantage_groups_trained: Trained groups whose every advantage is 0 (pure training waste).
-        generation_rounds: Sequential generation calls (each is a barrier for wall-clock).
+        generation_rounds: Generation phases (each a barrier for wall-clock).
+        wall_s: The step's wall clock under the phase cost model.
     """
 
     prompt_ids: np.ndarray
     signal: np.ndarray
+    noise_scale: np.ndarray
     rollouts_generated: int
     tokens_generated: int
     rollouts_trained: int
@@ -55,6 +64,7 @@ class StepRecord:
     groups_trained: int
     zero_advantage_groups_trained: int
     generation_rounds: int
+    wall_s: float
 
 
 def expected_score(success: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -64,7 +74,8 @@ def expected_score(success: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def group_signals(success: np.ndarray, group: np.ndarray, keep: np.ndarray, advantages: np.ndarray,
                   true_p: np.ndarray) -> np.ndarray:
-    """Useful gradient signal per group (module docstring); advantages are per rollout, 0 where not kept."""
+    """Useful gradient signal per group under the per-group mean (module docstring); advantages are per
+    rollout, 0 where not kept."""
     n_groups = true_p.size
     kept_group = group[keep]
     correct = np.bincount(kept_group, weights=success[keep], minlength=n_groups)
@@ -75,46 +86,37 @@ def group_signals(success: np.ndarray, group: np.ndarray, keep: np.ndarray, adva
     return np.where((correct > 0) & (correct < size), mixed, degenerate)
 
 
-def baseline_accounting(n: int, group: np.ndarray, success: np.ndarray, lengths: np.ndarray,
-                        keep: np.ndarray, n_groups: int) -> StepAccounting:
-    """core.account_step for a policy without AERO's posterior or rescue (plain GRPO advantages)."""
-    cfg = AEROConfig(n_total=n, n_explore=n, advantage_mode="off")
-    total = np.bincount(group, minlength=n_groups)
-    correct = np.bincount(group, weights=success, minlength=n_groups)
-    no_posterior = np.full(n_groups, 0.5)
-    return account_step(
-        cfg, group=group, success=success, stage1=np.ones(group.size, dtype=bool), response_length=lengths,
-        keep=keep, strata=stratify(correct, np.maximum(total, 1), cfg), rescue_rounds=0,
-        predicted_success=no_posterior, posterior_mean=no_posterior, invalid=np.zeros(group.size, dtype=bool),
-    )
+def loss_multipliers(result: StepResult) -> np.ndarray:
+    """G x each group's share of the loss's weighted tokens: 1 for every group under per-group weighting."""
+    rows = result.training_order
+    n_groups = result.keys.size
+    if rows.size == 0:
+        return np.zeros(n_groups)
+    mass = result.loss_weights(rows) * result.lengths[rows]
+    groups_trained = np.unique(result.group[rows]).size
+    return np.bincount(result.group[rows], weights=mass, minlength=n_groups) / mass.sum() * groups_trained
 
 
-def grpo_advantages(success: np.ndarray, group: np.ndarray, keep: np.ndarray, n_groups: int) -> np.ndarray:
-    """Plain GRPO advantages (core.group_advantages, `off` mode) of the kept rollouts; 0 elsewhere."""
-    advantages = np.zeros(group.size)
-    advantages[keep] = group_advantages(success[keep].astype(np.float64), group[keep], np.full(n_groups, 0.5), "off")
-    return advantages
-
-
-def measure_step(prompt_ids: np.ndarray, group: np.ndarray, success: np.ndarray, keep: np.ndarray,
-                 advantages: np.ndarray, true_p: np.ndarray, accounting: StepAccounting,
-                 generation_rounds: int) -> StepRecord:
-    """A StepRecord from per-rollout arrays (group indexes prompt_ids) and the step's core accounting."""
-    n_groups = prompt_ids.size
-    total = np.bincount(group, minlength=n_groups)
-    correct = np.bincount(group, weights=success, minlength=n_groups)
-    generated = total > 0
-    zero_variance = generated & ((correct == 0) | (correct == total))
+def measure_step(result: StepResult, true_p: np.ndarray, phases: PhaseCostModel) -> StepRecord:
+    """A StepRecord from an AEROStep's result; true_p is every prompt's success probability (by prompt id)."""
+    prompt_ids = result.keys.astype(np.int64)
+    counts, accounting = result.counts, result.accounting
+    generated = (counts.rollouts + np.bincount(result.group[result.stopped], minlength=prompt_ids.size)) > 0
+    kept_size = np.bincount(result.group[result.keep], minlength=prompt_ids.size)
+    multiplier = loss_multipliers(result)
+    signal = group_signals(result.success, result.group, result.keep, result.advantages, true_p[prompt_ids])
     return StepRecord(
         prompt_ids=prompt_ids,
-        signal=group_signals(success, group, keep, advantages, true_p[prompt_ids]),
-        rollouts_generated=accounting.rollouts_generated,
+        signal=signal * multiplier,
+        noise_scale=np.where(kept_size > 0, multiplier / np.sqrt(np.maximum(kept_size, 1)), 0.0),
+        rollouts_generated=accounting.rollouts_generated + accounting.rollouts_stopped,
         tokens_generated=accounting.tokens_generated,
         rollouts_trained=accounting.rollouts_kept,
         tokens_trained=accounting.tokens_kept,
         groups_generated=int(generated.sum()),
-        zero_variance_groups=int(zero_variance.sum()),
+        zero_variance_groups=int((generated & counts.zero_variance).sum()),
         groups_trained=accounting.groups_kept,
         zero_advantage_groups_trained=accounting.zero_advantage_groups_kept,
-        generation_rounds=generation_rounds,
+        generation_rounds=accounting.generation_phases,
+        wall_s=phases.step_time(result.group, result.stage1, result.phase, result.lengths, accounting.tokens_kept),
     )

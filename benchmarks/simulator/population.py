@@ -8,12 +8,14 @@ kinds of prompt (paper Fig. 1: more than 35% of prompts are zero-advantage under
     spread        theta ~ N( 0.0, 1.6)   everything in between
 
 Learning (the simulator's stand-in for a policy update): after a step, every trained prompt moves by
-`learning_rate * signal_i`, where signal_i is the useful gradient signal its trained group carried
-(measure.py: Theorem 4.1's f(c, m) for mixed groups). Every prompt in the population also moves by
+`learning_rate * (signal_i + noise_i)`, where signal_i is the useful gradient signal its trained group carried
+under the step's loss weighting (measure.py: Theorem 4.1's f(c, m) for mixed groups) and noise_i its
+gradient noise. Every prompt in the population also moves by
 `learning_rate * transfer * (sum of the step's signals) / batch_size`: generalisation from the others,
 which is how a hopeless prompt eventually becomes solvable. A signal is negative only when AERO's `constant`
 advantage 2 p~ - 1 has the opposite sign to what the group's outcome warrants (posterior and outcome
-disagree); otherwise the population's mean success only rises, as fast as the signal a policy extracts.
+disagree) or through noise; otherwise the population's mean success rises as fast as the signal a policy
+extracts.
 
 Response lengths: a per-prompt scale (log-normal) times a log-normal length whose median is longer for
 wrong answers (they ramble or truncate), clipped at the maximum response length. Tokens feed the cost model.
@@ -39,6 +41,8 @@ class PopulationConfig:
         cluster_logit_sd: Spread of the hopeless and near-solved clusters.
         spread_logit_sd: Spread of the remaining prompts around logit 0.
         learning_rate: Logit change per unit of useful signal a prompt's trained group carries.
+        noise_sd: Gradient noise: a trained group's signal gets Gaussian noise of this sd x its loss
+            multiplier / sqrt(its trained rollouts) (measure.py).
         transfer: Share of the step's mean signal that every prompt receives (generalisation).
         correct_median_tokens: Median response length of a correct answer.
         incorrect_median_tokens: Median response length of a wrong answer.
@@ -55,12 +59,13 @@ class PopulationConfig:
     cluster_logit_sd: float = 0.8
     spread_logit_sd: float = 1.6
     learning_rate: float = 0.5
+    noise_sd: float = 0.3
     transfer: float = 0.02
     correct_median_tokens: float = 500.0
     incorrect_median_tokens: float = 900.0
     length_sigma: float = 0.45
     prompt_length_sigma: float = 0.3
-    max_response_tokens: int = 4096
+    max_response_tokens: int = 3072
 
 
 def initial_logits(cfg: PopulationConfig, rng: np.random.Generator) -> np.ndarray:
@@ -112,20 +117,23 @@ class Population:
         lengths = median * self.length_scale[prompt_ids] * np.exp(rng.normal(0.0, self.cfg.length_sigma, success.size))
         return np.clip(np.rint(lengths), 1, self.cfg.max_response_tokens).astype(np.int64)
 
-    def sampler(self, prompt_ids: np.ndarray, rng: np.random.Generator):
-        """The `sample(prompt_positions, counts) -> (rewards, lengths)` callback of core.run_aero_step."""
+    def sampler(self, rng: np.random.Generator):
+        """The `sample(prompt_keys, counts) -> (rewards, lengths)` callback of AEROStep.run (keys are prompt ids)."""
 
-        def sample(positions: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            success, lengths = self.rollouts(np.repeat(prompt_ids[positions], counts), rng)
+        def sample(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            success, lengths = self.rollouts(np.repeat(keys.astype(np.int64), counts), rng)
             return success.astype(np.float64), lengths
 
         return sample
 
-    def learn(self, prompt_ids: np.ndarray, signals: np.ndarray, batch_size: int) -> None:
-        """Move trained prompts by their own signal, and every prompt by the shared transfer term."""
-        signals = np.asarray(signals, dtype=np.float64)
-        np.add.at(self.logits, np.asarray(prompt_ids, dtype=np.int64), self.cfg.learning_rate * signals)
-        self.logits += self.cfg.learning_rate * self.cfg.transfer * signals.sum() / batch_size
+    def learn(self, prompt_ids: np.ndarray, signals: np.ndarray, noise_scale: np.ndarray, batch_size: int,
+              rng: np.random.Generator) -> None:
+        """Move trained prompts by their own signal plus its gradient noise, and every prompt by the shared
+        transfer term."""
+        noisy = np.asarray(signals, dtype=np.float64) + self.cfg.noise_sd * noise_scale * rng.standard_normal(
+            np.size(signals))
+        np.add.at(self.logits, np.asarray(prompt_ids, dtype=np.int64), self.cfg.learning_rate * noisy)
+        self.logits += self.cfg.learning_rate * self.cfg.transfer * noisy.sum() / batch_size
 
 
 class PromptStream:
