@@ -6,6 +6,7 @@ sends it one `generate(prompt_ids, sampling_params, ...)` call per rollout. Thre
 
 * `HFRolloutServer`, the Ray actor. Concurrent `generate` calls are queued and sampled together
   (`aero_verl.cpu.sampling.BatchedSampler`: left padding, KV cache, per-row sampling settings and stopping).
+  Like vLLM, it answers each request as soon as its row finishes and can abort one request by its id.
 * `HFReplica(RolloutReplica)` launches that actor (no GPU, no CPU reservation).
 * `HFServerAdapter(BaseRollout)` lives in the FSDP training worker and pushes the trained weights
   to the server after every step.
@@ -58,6 +59,7 @@ DEFAULT_NUM_THREADS = 1
 
 
 class PendingRequest(NamedTuple):
+    request_id: str
     prompt_ids: list[int]
     settings: SamplingSettings
     future: asyncio.Future
@@ -165,6 +167,9 @@ class HFRolloutServer:
         self._max_model_len = min(config.max_model_len or config.prompt_length + config.response_length, model_limit)
         self._seeder = RequestSeeder(config.seed, replica_rank)
         self._pending: list[PendingRequest] = []
+        # The batch being sampled (a request's index there is its row) and the rows asked to stop.
+        self._running: list[PendingRequest] = []
+        self._stop_rows: set[int] = set()
         self._batcher: asyncio.Task | None = None
         # A weight load never overlaps a batch, so no sample mixes two weight versions.
         self._model_lock = asyncio.Lock()
@@ -185,13 +190,43 @@ class HFRolloutServer:
             raise NotImplementedError("hf rollout is text-only")
         prompt_ids = [int(token) for token in prompt_ids]
         settings = parse_sampling_params(sampling_params, self.config, len(prompt_ids), self._max_model_len)
-        result, weights_version = await self._submit(prompt_ids, settings)
+        result, weights_version = await self._submit(request_id, prompt_ids, settings)
         return TokenOutput(
             token_ids=result.token_ids,
             log_probs=result.log_probs if settings.want_logprobs else None,
-            stop_reason="completed",
+            stop_reason="aborted" if result.aborted else "completed",
             extra_fields={"global_steps": weights_version},
         )
+
+    async def abort_request(self, request_id: str, reset_prefix_cache: bool = True) -> dict:
+        """Stop one request, with vLLM's contract (verl/workers/rollout/vllm_rollout/vllm_async_server.py,
+        `abort_request`): `aborted` is True when the request was still queued or running.
+
+        A queued request leaves the queue and is answered at once with no tokens; a running one ends at
+        its next token step with the tokens it has, and this call returns once it has, so `aborted` is
+        never True for a request that finished first. Either way its stop_reason is "aborted". Every
+        request under the id is stopped (verl's LLMServerClient sends a fresh uuid per call,
+        `_vllm_request_id` in verl/workers/rollout/llm_server.py, so that is one). There is no prefix
+        cache, so `reset_prefix_cache` changes nothing.
+        """
+        queued = [request for request in self._pending if request.request_id == request_id]
+        if queued:
+            self._pending = [request for request in self._pending if request.request_id != request_id]
+            for request in queued:
+                self._answer(request, SampleResult(token_ids=[], log_probs=[], aborted=True), self.global_steps)
+            return {"aborted": True, "request_id": request_id}
+        running = {
+            row: request.future
+            for row, request in enumerate(self._running)
+            if request.request_id == request_id and not request.future.done()
+        }
+        if not running:
+            return {"aborted": False, "request_id": request_id}
+        self._stop_rows.update(running)  # read by the sampling thread before each token step
+        futures = list(running.values())
+        await asyncio.wait(futures)
+        aborted = any(not f.cancelled() and f.exception() is None and f.result()[0].aborted for f in futures)
+        return {"aborted": aborted, "request_id": request_id}
 
     async def load_weights(self, state_dict: dict[str, torch.Tensor], global_steps: int | None = None) -> None:
         async with self._model_lock:
@@ -202,9 +237,11 @@ class HFRolloutServer:
                 self.global_steps = global_steps
                 self._seeder.start_version(global_steps)
 
-    async def _submit(self, prompt_ids: list[int], settings: SamplingSettings) -> tuple[SampleResult, int | None]:
+    async def _submit(
+        self, request_id: str, prompt_ids: list[int], settings: SamplingSettings
+    ) -> tuple[SampleResult, int | None]:
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(PendingRequest(prompt_ids, settings, future))
+        self._pending.append(PendingRequest(request_id, prompt_ids, settings, future))
         if self._batcher is None or self._batcher.done():
             self._batcher = asyncio.create_task(self._serve_batches())
         return await future
@@ -212,9 +249,7 @@ class HFRolloutServer:
     async def _serve_batches(self) -> None:
         while self._pending:
             await self._let_requests_gather()
-            batch = self._pending[: self.config.max_num_seqs]
-            self._pending = self._pending[self.config.max_num_seqs :]
-            await self._run_batch(batch)
+            await self._run_batch()
 
     async def _let_requests_gather(self) -> None:
         # verl's agent loop fires its requests concurrently, but each first goes through the load
@@ -224,25 +259,44 @@ class HFRolloutServer:
             seen = len(self._pending)
             await asyncio.sleep(self._max_batch_wait_s)
 
-    async def _run_batch(self, batch: list[PendingRequest]) -> None:
-        try:
-            async with self._model_lock:
-                # Seeds are drawn under the lock, so seeds, weights and reported version always agree.
-                weights_version = self.global_steps
-                requests = [
-                    SampleRequest(r.prompt_ids, r.settings, self._seeder.next_seed(r.prompt_ids, r.settings))
-                    for r in batch
-                ]
-                # In a thread so the actor keeps accepting requests (for the next batch) meanwhile.
-                results = await asyncio.to_thread(self._sampler.sample, requests)
-        except Exception as error:
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(error)
-            return
-        for request, result in zip(batch, results, strict=True):
-            if not request.future.done():
-                request.future.set_result((result, weights_version))
+    async def _run_batch(self) -> None:
+        async with self._model_lock:
+            # The batch is taken under the lock, so a request stays queued (abortable without having drawn
+            # a seed) until sampling starts, and seeds, weights and reported version always agree.
+            batch = self._pending[: self.config.max_num_seqs]
+            self._pending = self._pending[self.config.max_num_seqs :]
+            if not batch:
+                return  # every request gathered was aborted
+            try:
+                await self._sample(batch)
+            except Exception as error:
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+            finally:
+                self._running = []
+
+    async def _sample(self, batch: list[PendingRequest]) -> None:
+        weights_version = self.global_steps
+        requests = [
+            SampleRequest(r.prompt_ids, r.settings, self._seeder.next_seed(r.prompt_ids, r.settings)) for r in batch
+        ]
+        self._running, self._stop_rows = batch, set()
+        loop = asyncio.get_running_loop()
+
+        def answer_from_sampling_thread(row: int, result: SampleResult) -> None:
+            loop.call_soon_threadsafe(self._answer, batch[row], result, weights_version)
+
+        # In a thread so the actor keeps accepting requests (for the next batch) and aborts meanwhile. Rows
+        # are answered as they finish: their callbacks reach the loop before the thread's own return does.
+        await asyncio.to_thread(
+            self._sampler.sample, requests, answer_from_sampling_thread, self._stop_rows.__contains__
+        )
+
+    @staticmethod
+    def _answer(request: PendingRequest, result: SampleResult, weights_version: int | None) -> None:
+        if not request.future.done():  # its generate call may have been cancelled
+            request.future.set_result((result, weights_version))
 
     # Lifecycle calls from RolloutReplica / CheckpointEngineManager (verl/workers/rollout/replica.py,
     # verl/checkpoint_engine/base.py). On CPU nothing is offloaded and no cache outlives a batch.
@@ -263,7 +317,12 @@ class HFRolloutServer:
         """The KV cache lives only for the duration of one batch."""
 
     async def abort_all_requests(self, reset_prefix_cache: bool = True, reject_request: bool = False) -> dict:
-        # Requests are never cut short: a weight load waits for the running batch instead.
+        # Requests are never cut short here: a weight load waits for the running batch instead. verl
+        # aborts all requests around a weight sync (checkpoint_engine/base.py, update_weights; the async
+        # v1 trainers) for partial rollouts, which FullyAsyncLLMServerClient resumes as prompt + partial
+        # tokens after resume_generation: on this server that continuation would draw a fresh seed, so
+        # samples would depend on when the sync came, and the plain LLMServerClient would train on the
+        # cut rollout as it is. Single requests are stopped with abort_request.
         return {"aborted_count": 0, "request_ids": []}
 
     async def resume_generation(self) -> None:
