@@ -27,11 +27,11 @@ install_requires = [
     "pyarrow>=19.0.0",
     "math-verify>=0.7",
     "tqdm",
+    "matplotlib>=3.7",  # aero_verl.report: the picture of a run the demo writes at its end
 ]
 
 extras_require = {
-    "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6", "matplotlib>=3.7"],
-    "bench": ["matplotlib>=3.7"],
+    "test": ["pytest>=8", "pytest-timeout", "hypothesis>=6"],
     # GPU clusters: verl's vLLM stack (pins torch 2.11 and CUDA wheels). flash-attn is sdist-only and
     # needs CUDA plus --no-build-isolation: install it first (see README), then this extra.
     "gpu": [f"verl[vllm]=={VERL_VERSION}", "vllm==0.24.0", "flash-attn==2.8.3"],

@@ -101,7 +101,7 @@ def run(config: DictConfig) -> None:
     # Resolved here, where Hydra's own interpolations (e.g. ${hydra:runtime.output_dir}) still resolve;
     # verl resolves the config again inside its Ray task runner, where they would not.
     OmegaConf.resolve(config)
-    run_dir = os.path.dirname(os.path.abspath(config.trainer.default_local_dir))
+    run_dir = job_folder(config)
 
     import ray
 
@@ -113,19 +113,34 @@ def run(config: DictConfig) -> None:
             check_training_data(config)
             from verl.trainer.main_ppo import main as verl_main
 
+            from aero_verl.ray_setup import prepare_ray_init; prepare_ray_init(config)
             verl_main.__wrapped__(config)  # verl's body: auto_set_device, validate_config, run_ppo(TaskRunnerV1)
     finally:
         if ray.is_initialized():
             ray.shutdown()
-    if config.get("aero_demo", None):
-        write_demo_report(run_dir)
+    if config.get("aero_demo", None) and not config.trainer.get("val_only", False):
+        write_demo_report(config.trainer.default_local_dir, run_dir)
 
 
-def write_demo_report(run_dir: str) -> None:
-    from aero_verl.report import write_report
+def job_folder(config: DictConfig) -> str:
+    """The Hydra job's output folder (run.log and report.png go there), else the checkpoints' parent."""
+    from hydra.core.hydra_config import HydraConfig
 
-    path = write_report([run_dir], os.path.join(run_dir, "report.png"))
-    print(f"[aero] report: {path}", flush=True)
+    if HydraConfig.initialized():
+        return HydraConfig.get().runtime.output_dir
+    return os.path.dirname(os.path.abspath(config.trainer.default_local_dir))
+
+
+def write_demo_report(checkpoints: str, run_dir: str) -> None:
+    """The demo's picture of its run (aero_verl.report); a report that cannot be drawn never fails the run."""
+    from aero_verl.report import ReportError, write_report
+
+    try:
+        path = write_report([checkpoints], os.path.join(run_dir, "report.png"))
+    except ReportError as error:
+        print(f"[aero] no report: {error}", flush=True)
+        return
+    print(f"[aero] report: {path}  (python -m aero_verl.report RUN_FOLDER... draws and overlays runs)", flush=True)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="aero_trainer", version_base=None)

@@ -212,8 +212,9 @@ def settings_table(config_class=AEROConfig, prefix: str = "") -> str:
             else f"`{f.default}`" if isinstance(f.default, str) else f"{f.default:g}" \
             if isinstance(f.default, float) else str(f.default)
         meta = f.metadata
+        allowed = meta["check"].allowed.replace("|", "or")
         lines.append(f"| `{prefix}{f.name}` | {default} | {meta['group']} | [{meta['provenance']}] | "
-                     f"{meta['meaning']} ({meta['check'].allowed}) |")
+                     f"{meta['meaning']} ({allowed}) |")
     return "\n".join(lines)
 
 

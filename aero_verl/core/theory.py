@@ -1,4 +1,4 @@
-"""Theorem 4.1 / Lemma 4.2 as reconstructed in ../shared/aero/paper.md Section 2.
+"""Theorem 4.1 / Lemma 4.2 as reconstructed in docs/paper_readings.md.
 
 With binary rewards, a group of c correct and m incorrect rollouts, GRPO advantages (population std)
 A+ = sqrt(m / c) and A- = -sqrt(c / m), and mean score vectors mu+ and mu- of the correct and incorrect

@@ -8,6 +8,7 @@ trainer, so baselines and AERO are measured alike.
 from __future__ import annotations
 
 import transfer_queue as tq
+from omegaconf import OmegaConf
 
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
@@ -23,6 +24,11 @@ class EvalSyncTrainer(ReportsSyncMode, RunRecord, PassAtKValidation, PPOTrainerS
 
     def __init__(self, config):
         super().__init__(config)
+        # verl's sync replay buffer polls every 2 s and takes no setting for it; the same period as the AERO
+        # trainer's keeps wall-clock comparisons about the algorithms. A custom sampler would lose verl's
+        # DAPO filter (verl/trainer/ppo/v1/trainer_base.py `_build_replay_buffer` passes filter_groups to the
+        # built-in buffer only), so the period is set on verl's own buffer.
+        self.replay_buffer.poll_interval = float(OmegaConf.select(config, "aero.trainer.poll_interval_s", default=0.1))
         self._count_cleared_groups(self.replay_buffer)
 
     def _count_cleared_groups(self, buffer) -> None:
@@ -50,8 +56,13 @@ class EvalSyncTrainer(ReportsSyncMode, RunRecord, PassAtKValidation, PPOTrainerS
         discarded surplus (verl/trainer/ppo/v1/replay_buffer.py metric names)."""
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["uid", "rm_scores"])
         scores: dict[str, set] = {}
-        for uid, row in zip(data["uid"], data["rm_scores"]):
-            scores.setdefault(str(uid), set()).add(round(float(row.sum()), 6))
+        rewards = [float(row.sum()) for row in data["rm_scores"]]
+        for uid, reward in zip(data["uid"], rewards):
+            scores.setdefault(str(uid), set()).add(round(reward, 6))
+        position = {uid: i for i, uid in enumerate(scores)}
+        self._log_rollouts(self.global_steps, group=[position[str(uid)] for uid in data["uid"]],
+                           length=[int(tag.get("response_len", 0)) for tag in batch.tags],
+                           success=[reward == 1.0 for reward in rewards])
         evicted = metrics.get("training/filter_groups/evicted_samples", 0)
         surplus = metrics.get("training/filter_groups/discarded_surplus_samples", 0)
         all_same = sum(len(values) == 1 for values in scores.values()) + evicted

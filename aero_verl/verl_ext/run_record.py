@@ -20,6 +20,11 @@ cost accounting, measured the same way for every method:
     run/wall_s              timing_s/step
     run/*_cumulative        sums since step 1 (restored on resume from the last line of the file)
 
+`<trainer.default_local_dir>/rollouts.jsonl` has one line per training step with every generated rollout's
+prompt position `group`, `stage1` (Stage I or rescue), generation `phase`, response `length` in tokens,
+`success`, `stopped` and `kept` (AERO; baselines log group, length and success): what the GPU projection
+(benchmarks/gpu_projection.py) replays.
+
 The same logger wrap prints one line per step and a compact table per validation (console.py). A
 relaunched run appends to the same file; a step logged before a kill and logged again after the resume
 appears twice, and readers take its last line.
@@ -40,6 +45,7 @@ from aero_verl.verl_ext.console import say, step_line, validation_table
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+ROLLOUTS_FILE = "rollouts.jsonl"
 CUMULATIVE = ("rollouts_generated", "rollouts_trained", "tokens_generated", "tokens_trained", "flops", "wall_s")
 
 
@@ -134,6 +140,14 @@ class RunRecord:
 
     def _count_trained(self, tags) -> None:
         self._count("trained", tags)
+
+    def _log_rollouts(self, step: int, **columns) -> None:
+        """One line of rollouts.jsonl (module docstring); columns are per-rollout sequences."""
+        path = os.path.join(self.config.trainer.default_local_dir, ROLLOUTS_FILE)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        record = {"step": int(step), **{name: [int(v) for v in values] for name, values in columns.items()}}
+        with open(path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
 
     def _cost_model(self) -> tuple[int, int]:
         if not hasattr(self, "_params"):

@@ -108,13 +108,22 @@ def with_struct_off(config: DictConfig, key: str, value) -> None:
 
 
 def estimator_problems(config: DictConfig) -> list[str]:
-    """The `aero` estimator outside the AERO trainer (checked for every run, AERO or not)."""
+    """Settings verl would not honour, checked for every run, AERO or not: the `aero` estimator outside the
+    AERO trainer, and DAPO's filter with a custom replay buffer (verl then silently drops the filter:
+    verl/trainer/ppo/v1/trainer_base.py `_build_replay_buffer`)."""
+    problems = []
     if OmegaConf.select(config, "algorithm.adv_estimator") == "aero" and not is_aero_run(config):
         mode = OmegaConf.select(config, "trainer.v1.trainer_mode")
-        return [f"algorithm.adv_estimator=aero with trainer.v1.trainer_mode={mode!r}: AERO's advantages are decided "
-                "by the AERO trainer's step (posterior, kept groups, loss weights); set trainer.v1.trainer_mode=aero, "
-                "or use algorithm.adv_estimator=grpo with this trainer"]
-    return []
+        problems.append(f"algorithm.adv_estimator=aero with trainer.v1.trainer_mode={mode!r}: AERO's advantages are "
+                        "decided by the AERO trainer's step (posterior, kept groups, loss weights); set "
+                        "trainer.v1.trainer_mode=aero, or use algorithm.adv_estimator=grpo with this trainer")
+    sampler = OmegaConf.select(config, "trainer.v1.sampler.custom_sampler", default=None)
+    if OmegaConf.select(config, "algorithm.filter_groups.enable", default=False) and sampler \
+            and sampler.get("path") and sampler.get("name"):
+        problems.append(f"algorithm.filter_groups.enable=True with trainer.v1.sampler.custom_sampler="
+                        f"{sampler.get('name')!r}: verl passes DAPO's filter to its built-in replay buffer only, so "
+                        "it would silently not filter; unset the custom sampler or implement the filter in it")
+    return problems
 
 
 def verl_config_problems(config: DictConfig, settings: AEROSettings) -> list[str]:
@@ -166,3 +175,14 @@ def verl_config_problems(config: DictConfig, settings: AEROSettings) -> list[str
                         "aero.rescue_mode=barrier_free: barrier-free rescue runs in AERO's own agent-loop manager "
                         f"({RESCUE_AGENT_LOOP_MANAGER}); unset the key, or use aero.rescue_mode=rounds")
     return problems
+
+
+def settings_markdown() -> str:
+    """The README's configuration tables, generated from the settings' own descriptions."""
+    from aero_verl.core.config import settings_table
+
+    return "\n\n".join([settings_table(AEROConfig, "aero."), settings_table(AEROTrainerSettings, "aero.trainer.")])
+
+
+if __name__ == "__main__":
+    print(settings_markdown())

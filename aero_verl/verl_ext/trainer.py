@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -147,6 +148,7 @@ class AEROTrainer(ReportsSyncMode, RunRecord, PassAtKValidation, PPOTrainerSync)
         self._result: StepResult | None = None
         self._row_of_key: dict[str, int] = {}
         self._update_skipped = False
+        self._rescue_generation_s = 0.0
         self._cumulative: Counter = Counter()
         self.summary = RunSummary()
 
@@ -186,6 +188,7 @@ class AEROTrainer(ReportsSyncMode, RunRecord, PassAtKValidation, PPOTrainerSync)
 
     def _run_stage_two(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         """Record Stage I (and a barrier-free rescue), then run and record the rescue phases."""
+        self._rescue_generation_s = 0.0
         with marked_timer("aero_rescue", self.timing_raw, color="purple"):
             step = self._step
             rows = self._read_rows(batch.keys)
@@ -257,6 +260,13 @@ class AEROTrainer(ReportsSyncMode, RunRecord, PassAtKValidation, PPOTrainerSync)
                        f"{limit:g})")
 
     def _generate_rescue_round(self, extra: np.ndarray, round_number: int) -> KVBatchMeta:
+        started = time.perf_counter()
+        try:
+            return self._submit_and_sample_round(extra, round_number)
+        finally:
+            self._rescue_generation_s += time.perf_counter() - started
+
+    def _submit_and_sample_round(self, extra: np.ndarray, round_number: int) -> KVBatchMeta:
         positions = np.flatnonzero(extra)
         parents = [self._prompts.uids[i] for i in positions]
         # A fresh uid per round keeps verl's session keys {uid}_{session}_{index} distinct from Stage I's;
@@ -296,6 +306,9 @@ class AEROTrainer(ReportsSyncMode, RunRecord, PassAtKValidation, PPOTrainerSync)
     def _select_for_training(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         with marked_timer("aero_select", self.timing_raw, color="purple"):
             result = self._result = self._step.finish()
+            self._log_rollouts(self.global_steps, group=result.group, stage1=result.stage1, phase=result.phase,
+                               length=result.lengths, success=result.success, stopped=result.stopped,
+                               kept=result.keep)
             self._row_of_key = {key: row for row, key in enumerate(self._keys)}
             invalid = [self._keys[row] for row in np.flatnonzero(result.invalid & result.keep)]
             if invalid:
@@ -363,7 +376,14 @@ class AEROTrainer(ReportsSyncMode, RunRecord, PassAtKValidation, PPOTrainerSync)
         return batch if self._update_skipped else super()._compute_ref_log_prob(batch, metrics)
 
     def _compute_advantage(self, batch, metrics):
-        with publish_advantages(self._row_advantages(batch)):
+        started = time.perf_counter()
+        rows = self._row_advantages(batch)
+        # AERO's own work in the step, apart from waiting for generation: reading and recording rows, the
+        # step's decisions, clearing rejected rows and laying out the advantages (issue: <= 1% of a step).
+        metrics["timing_s/aero_bookkeeping"] = (
+            self.timing_raw.get("aero_select", 0.0) + self.timing_raw.get("aero_rescue", 0.0)
+            - self._rescue_generation_s + time.perf_counter() - started)
+        with publish_advantages(rows):
             return super()._compute_advantage(batch, metrics)
 
     def _row_advantages(self, batch: KVBatchMeta) -> RowAdvantages:

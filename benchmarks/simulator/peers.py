@@ -24,7 +24,7 @@ from simulator.population import PromptStream, zero_variance_probability
 
 @dataclass(frozen=True)
 class GRESOSettings:
-    """GRESO's pre-rollout filter (peers.md 1.2).
+    """GRESO's pre-rollout filter (docs/paper_readings.md, "Peers").
 
     Attributes:
         p_easy, p_hard: Initial base of the keep probability p^count of all-correct / all-wrong prompts.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from provenance import commit
 from simulator.experiment import REFERENCE, SimulationConfig, config_dict
 
 PLOT_FILES = {
@@ -52,7 +53,7 @@ def write_outputs(out_dir: Path, command: str, cfg: SimulationConfig, definition
                   summary: dict, curves: dict, wall_time_s: float) -> list[Path]:
     """Write JSON, Markdown and plots into out_dir; return the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"command": command, "wall_time_s": wall_time_s, "config": config_dict(cfg),
+    payload = {"command": command, "commit": commit(), "wall_time_s": wall_time_s, "config": config_dict(cfg),
                "policies": definitions, "summary": summary, "curves": curves}
     json_path = out_dir / "simulator.json"
     json_path.write_text(json.dumps(payload, indent=1) + "\n")
@@ -86,6 +87,8 @@ def markdown(command: str, cfg: SimulationConfig, definitions: dict[str, str], s
     target = summary[REFERENCE]["target_mean_success"]["mean"]
     lines = [
         f"Command: `{command}`",
+        "",
+        f"Commit: {commit()}",
         "",
         "# Rollout-allocation simulator: AERO against the alternatives at equal rollout budget",
         "",

@@ -284,7 +284,7 @@ def test_list_prints_the_registry(capsys):
 
 @pytest.fixture(scope="module")
 def chatml_tokenizer(tmp_path_factory):
-    """Byte-level BPE without merges plus a ChatML template, built offline (cpu_feasibility.md appendix C)."""
+    """Byte-level BPE without merges plus a ChatML template, built offline (docs/cpu_task.md)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 

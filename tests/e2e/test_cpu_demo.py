@@ -1,13 +1,13 @@
 """verl's real trainer on the CPU demo, through `python -m aero_verl.main_ppo` (minutes; marked e2e).
 
 One AERO reference run (4 steps, checkpoints at 2 and 4, validation before and after) is shared by the
-tests; the others are a run killed hard after its step-2 checkpoint and then resumed, a Hydra multirun
-of AERO and the GRPO baseline, an evaluation of a saved checkpoint, and bad input refused before Ray.
+tests; the others are a run killed hard after its step-2 checkpoint and relaunched with the identical
+command, a Hydra multirun of AERO and the GRPO baseline, an evaluation of a saved checkpoint, and bad
+input refused before Ray.
 """
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -30,15 +30,23 @@ STEP_KEYS = ["aero/rollouts_stage1", "aero/rollouts_stage2", "aero/rescue_rounds
              "aero/prompts_rescued", "aero/tokens_generated", "aero/success_rate_generated"]
 
 
-def main_ppo(workdir: Path, *overrides: str, name: str = "run", multirun: bool = False, **popen_kwargs):
-    """Start `python -m aero_verl.main_ppo` with a file logger; returns the process (not yet waited on)."""
+def main_ppo(workdir: Path, *overrides: str, name: str = "run", multirun: bool = False, own_folder=True,
+             **popen_kwargs):
+    """Start `python -m aero_verl.main_ppo` with a file logger; returns the process (not yet waited on).
+
+    own_folder=False runs the bare command in workdir/name, so its job folder is the one the entry point
+    derives from the command (outputs/<experiment>/<overrides>), as a user's relaunch would find it."""
     args = [sys.executable, "-m", "aero_verl.main_ppo", *(["-m"] if multirun else []), *overrides]
-    if not multirun:
+    cwd = workdir
+    if not own_folder:
+        cwd = workdir / name
+        cwd.mkdir(exist_ok=True)
+    elif not multirun:
         args += [f"hydra.run.dir={workdir / name}",
                  f"+ray_kwargs.ray_init.runtime_env.env_vars.VERL_FILE_LOGGER_PATH={workdir / name}.jsonl",
                  "trainer.logger=[console,file]"]
-    log = open(workdir / f"{name}.log", "w")
-    return subprocess.Popen(args, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    log = open(workdir / f"{name}.log", "a")
+    return subprocess.Popen(args, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             **popen_kwargs)
 
 
@@ -50,10 +58,12 @@ def finished(process, workdir: Path, name: str, timeout: int = 600) -> str:
 
 
 def metrics_by_step(path: Path) -> dict[int, dict]:
+    """verl's file logger ({"step", "data"}) or the trainer's metrics.jsonl ({"step", "metrics"}); a step
+    logged twice (before a kill and after the relaunch) keeps its last values."""
     steps = {}
     for line in path.read_text().splitlines():
         record = json.loads(line)
-        steps.setdefault(record["step"], {}).update(record["data"])
+        steps.setdefault(record["step"], {}).update(record.get("data", record.get("metrics")))
     return steps
 
 
@@ -103,32 +113,48 @@ def test_aero_trains_through_verls_trainer_with_consistent_accounting(reference)
     assert summary["cumulative"]["steps"] == STEPS
     for step in (2, STEPS):
         assert (reference["checkpoints"] / f"global_step_{step}" / "aero_state.npz").exists()
+    # the run's own record: cost accounting per step, every rollout's length, the report
+    record = metrics_by_step(reference["checkpoints"] / "metrics.jsonl")
+    assert all(record[step]["run/tokens_generated"] > record[step]["run/tokens_trained"] > 0
+               for step in range(1, STEPS + 1))
+    assert record[STEPS]["run/flops_cumulative"] == pytest.approx(sum(record[s]["run/flops"] for s in range(1, STEPS + 1)))
+    rollouts = [json.loads(line) for line in (reference["checkpoints"] / "rollouts.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rollouts] == list(range(1, STEPS + 1))
+    assert len(rollouts[0]["length"]) == metrics[1]["aero/rollouts_generated"]
+    assert (reference["checkpoints"].parent / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the compact console: step lines and tables, verl's own output in the run's log file
+    console = reference["log"]
+    assert f"[aero] step {STEPS}/{STEPS}" in console and "validation, step 0" in console
+    assert "Training Progress" not in console and (reference["checkpoints"].parent / "run.log").exists()
 
 
-def test_resume_after_a_hard_kill_continues_exactly(reference, workdir):
-    killed = main_ppo(workdir, "+recipe=cpu_demo", *FAST, name="killed")
-    tracker = workdir / "killed" / "checkpoints" / "latest_checkpointed_iteration.txt"
+def test_relaunching_the_identical_command_after_a_hard_kill_continues_exactly(reference, workdir):
+    """Killed with SIGKILL after its step-2 checkpoint, the identical command relaunched in the same
+    directory finds its own checkpoints and continues with its AERO state, as the uninterrupted run did."""
+    command = ["+recipe=cpu_demo", *FAST]
+    killed = main_ppo(workdir, *command, name="relaunch", own_folder=False)
+    run_root = workdir / "relaunch" / "outputs" / "aero"
     deadline = time.time() + 600
-    while not (tracker.exists() and tracker.read_text().strip() == "2"):
+    while not any(t.read_text().strip() == "2" for t in run_root.glob("*/checkpoints/latest_checkpointed_iteration.txt")):
         assert killed.poll() is None and time.time() < deadline, "the run ended before its step-2 checkpoint"
         time.sleep(0.5)
     os.killpg(killed.pid, signal.SIGKILL)  # no clean-up of any kind: the step-3 work in flight is lost
     killed.wait()
 
-    resumed = main_ppo(workdir, "+recipe=cpu_demo", *FAST, "trainer.resume_mode=auto",
-                       f"trainer.default_local_dir={workdir / 'killed' / 'checkpoints'}", name="resumed")
-    log = finished(resumed, workdir, "resumed")
-    assert "restored the posterior" in log
-    resumed_metrics = metrics_by_step(workdir / "resumed.jsonl")
-    assert [s for s in resumed_metrics if "aero/rollouts_generated" in resumed_metrics[s]] == [3, 4]
+    log = finished(main_ppo(workdir, *command, name="relaunch", own_folder=False), workdir, "relaunch")
+    folders = list(run_root.iterdir())
+    assert len(folders) == 1, folders  # the relaunch found the same folder
+    assert "restored the posterior" in (folders[0] / "run.log").read_text()
+    relaunched = metrics_by_step(folders[0] / "checkpoints" / "metrics.jsonl")
     for step in (3, 4):
         for key in STEP_KEYS:
-            assert resumed_metrics[step][key] == reference["metrics"][step][key], (step, key)
-    ours = posterior_arrays(workdir / "killed" / "checkpoints" / f"global_step_{STEPS}")
+            assert relaunched[step][key] == reference["metrics"][step][key], (step, key)
+    ours = posterior_arrays(folders[0] / "checkpoints" / f"global_step_{STEPS}")
     theirs = posterior_arrays(reference["checkpoints"] / f"global_step_{STEPS}")
     order_ours, order_theirs = np.argsort(ours["keys"]), np.argsort(theirs["keys"])
     for name in ours:
         assert np.array_equal(ours[name][order_ours], theirs[name][order_theirs]), name
+    assert "AERO run summary" in log
 
 
 def test_multirun_sweeps_aero_and_the_grpo_baseline(workdir):
@@ -138,12 +164,15 @@ def test_multirun_sweeps_aero_and_the_grpo_baseline(workdir):
                        name="sweep", multirun=True)
     log = finished(process, workdir, "sweep", timeout=900)
     assert "Launching 2 jobs locally" in log
-    job_logs = [(sweep_dir / str(job) / "main_ppo.log") for job in (0, 1)]
-    assert all(path.parent.is_dir() for path in job_logs)
-    assert (sweep_dir / "0" / "checkpoints" / "aero_summary.json").exists()  # AERO's per-run result
-    assert not (sweep_dir / "1" / "checkpoints" / "aero_summary.json").exists()  # plain GRPO: no AERO
-    last_steps = re.findall(r"(?<![/_])step:2 - ", log)  # console lines, not "training/global_step:2"
-    assert len(last_steps) == 2 and "aero/rollouts_generated" in log
+    # one folder per job, named by the job's own overrides: a relaunched sweep finds each job's folder
+    aero_jobs, grpo_jobs = list((sweep_dir / "aero").iterdir()), list((sweep_dir / "grpo").iterdir())
+    assert len(aero_jobs) == len(grpo_jobs) == 1
+    assert (aero_jobs[0] / "checkpoints" / "aero_summary.json").exists()  # AERO's per-run result
+    assert not (grpo_jobs[0] / "checkpoints" / "aero_summary.json").exists()  # plain GRPO: no AERO
+    for job in aero_jobs + grpo_jobs:
+        steps = metrics_by_step(job / "checkpoints" / "metrics.jsonl")
+        assert steps[2]["run/tokens_trained"] > 0  # the same accounting for the baseline
+    assert log.count("[aero] step 2/2") == 2
 
 
 def test_a_saved_checkpoint_is_evaluated_alone(reference, workdir):
@@ -151,10 +180,12 @@ def test_a_saved_checkpoint_is_evaluated_alone(reference, workdir):
     process = main_ppo(workdir, "+recipe=cpu_demo", "+eval=checkpoint", "data.val_max_samples=40",
                        f"trainer.resume_from_path={reference['checkpoints'] / f'global_step_{STEPS}'}",
                        f"trainer.default_local_dir={out}", name="evaluation")
-    log = finished(process, workdir, "evaluation")
+    finished(process, workdir, "evaluation")
     results = json.loads((out / "eval" / f"step_{STEPS}.json").read_text())["results"]
     assert results and all("pass@8" in row and "avg@8" in row for row in results.values())
-    assert "Training Progress" not in log.split("Initial validation metrics")[-1]
+    assert all(sum(n for n, _ in row["prompts"].values()) == row["n_prompts"] * 8 for row in results.values())
+    verl_log = (workdir / "evaluation" / "run.log").read_text()
+    assert "Initial validation metrics" in verl_log and "Training Progress" not in verl_log
 
 
 FLAKY_REWARD = """

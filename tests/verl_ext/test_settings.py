@@ -51,3 +51,24 @@ def test_a_compatible_verl_config_has_no_problems():
 def test_incompatible_verl_settings_are_named_with_the_fix(key, value, fragment):
     problems = verl_config_problems(verl_config(**{key: value}), AEROSettings.from_mapping({}))
     assert any(fragment in problem for problem in problems), problems
+
+
+def test_the_yaml_group_and_the_readme_table_agree_with_the_settings_descriptions():
+    """Each setting is described once (its dataclass field); the YAML group and the README are checked
+    against that description, so neither can drift."""
+    import dataclasses
+    from pathlib import Path
+
+    from aero_verl.core import AEROConfig
+    from aero_verl.verl_ext.settings import AEROTrainerSettings, settings_markdown
+
+    repo = Path(__file__).resolve().parents[2]
+    block = OmegaConf.to_container(OmegaConf.load(repo / "hydra_configs" / "aero" / "paper.yaml"))
+    trainer = block.pop("trainer")
+    for values, settings_class in ((block, AEROConfig), (trainer, AEROTrainerSettings)):
+        fields = {f.name: f.default for f in dataclasses.fields(settings_class)}
+        assert list(values) == list(fields), f"paper.yaml keys differ from {settings_class.__name__}'s fields"
+        assert values == fields, f"paper.yaml defaults differ from {settings_class.__name__}'s"
+    readme = (repo / "README.md").read_text()
+    assert settings_markdown() in readme, "README's configuration tables are stale: regenerate them with " \
+        "`python -m aero_verl.verl_ext.settings`"
