@@ -15,13 +15,19 @@ from aero_verl.main_ppo import CONFIG_DIR
 from aero_verl.verl_ext.settings import AEROSettings, AEROTrainerSettings, verl_config_problems
 
 PAIRS = [("aero_qwen1.5b", "grpo_qwen1.5b"), ("aero_qwen7b", "grpo_qwen7b"),
-         ("aero_qwen7b_instruct", "grpo_qwen7b_instruct"), ("cpu_demo", "grpo_cpu_demo")]
+         ("aero_qwen7b_instruct", "grpo_qwen7b_instruct"), ("cpu_demo", "grpo_cpu_demo"),
+         ("cpu_long", "grpo_cpu_long")]
 PAPER_MODELS = {"aero_qwen1.5b": "Qwen2.5-Math-1.5B", "aero_qwen7b": "Qwen2.5-7B",
                 "aero_qwen7b_instruct": "Qwen2.5-7B-Instruct"}
 SHARED_KEYS = ["actor_rollout_ref.model.path", "data.train_files", "data.val_files", "data.train_batch_size",
                "data.max_prompt_length", "data.max_response_length", "trainer.total_training_steps",
                "actor_rollout_ref.actor.optim.lr", "actor_rollout_ref.rollout.temperature",
-               "actor_rollout_ref.rollout.val_kwargs.n", "trainer.n_gpus_per_node", "trainer.nnodes"]
+               "actor_rollout_ref.rollout.val_kwargs.n", "trainer.n_gpus_per_node", "trainer.nnodes",
+               "aero_demo"]  # the demo recipes' model and data are built from their aero_demo knobs
+# What the long-response CPU pair changes in the CPU demo pair, and nothing else.
+LONG_RESPONSE_KEYS = {"data.max_response_length", "trainer.project_name", "aero_demo.response_format",
+                      "aero_demo.max_new_tokens", "aero_demo.max_position_embeddings",
+                      "aero_demo.loss_threshold", "aero_demo.max_sft_steps"}
 
 
 def composed(recipe=None, overrides=()):
@@ -73,6 +79,30 @@ def test_paper_recipes_use_the_papers_models_and_gpu_stack(recipe, model):
     assert config.actor_rollout_ref.model.use_remove_padding is True
     assert config.actor_rollout_ref.rollout.val_kwargs.n == 8
     assert len(config.data.val_files) == 5
+
+
+def leaves(config) -> dict:
+    """Flat `dotted.key: value` of a composed config, interpolations unresolved (so a derived value is not
+    counted as a difference of its own)."""
+    def walk(node, prefix):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from walk(value, f"{prefix}{key}.")
+        else:
+            yield prefix[:-1], node
+
+    return dict(walk(OmegaConf.to_container(config, resolve=False), ""))
+
+
+@pytest.mark.parametrize("demo_recipe, long_recipe", [("cpu_demo", "cpu_long"), ("grpo_cpu_demo", "grpo_cpu_long")])
+def test_long_response_recipes_change_only_the_response_keys(demo_recipe, long_recipe):
+    demo, long = leaves(composed(demo_recipe)), leaves(composed(long_recipe))
+    assert {key for key in demo.keys() | long.keys() if demo.get(key) != long.get(key)} == LONG_RESPONSE_KEYS
+    assert long["aero_demo.response_format"] == "scratchpad"
+    resolved = composed(long_recipe)
+    model_positions = resolved.aero_demo.max_position_embeddings
+    assert resolved.aero_demo.max_new_tokens == resolved.data.max_response_length
+    assert resolved.data.max_prompt_length + resolved.data.max_response_length <= model_positions
 
 
 def test_sweep_overrides_compose():

@@ -2,11 +2,13 @@
 
     assets = prepare_cpu_demo(seed=0)            # ~1.5-3 min the first time, milliseconds afterwards
     assets.model_dir, assets.train_parquet, assets.val_parquet, assets.reward_path
+    prepare_cpu_demo(response_format="scratchpad", ...)   # long responses; knobs: recipe/cpu_long.yaml
 
 The cache lives in `${AERO_VERL_CACHE:-~/.cache/aero_verl}/cpu_demo/<key>`, where the key hashes every knob
 and the task/model/recipe versions, so changing anything builds a fresh directory instead of reusing a stale
-one. A build runs in a temporary sibling directory that is renamed into place only when complete (a killed
-build leaves no half cache), under a file lock (two processes never build the same key at once).
+one (a knob added later enters it only away from its old implicit value, see `_KEYED_ONLY_AWAY_FROM`). A
+build runs in a temporary sibling directory that is renamed into place only when complete (a killed build
+leaves no half cache), under a file lock (two processes never build the same key at once).
 
 CLI: `python -m aero_verl.demo.assets [--seed 0] [--loss-threshold 0.30] ...` builds and prints the result.
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from aero_verl.demo import reward
 from aero_verl.demo.model import MODEL_VERSION, TinyQwen2Config
-from aero_verl.demo.task import TASK_VERSION, SuccessSpread, TaskConfig
+from aero_verl.demo.task import SCRATCHPAD_VERSION, TASK_VERSION, SuccessSpread, TaskConfig
 from aero_verl.demo.warm_start import SamplingConfig, WarmStartConfig
 
 logger = logging.getLogger(__name__)
@@ -68,13 +70,26 @@ class DemoConfig:
             parts[part] = dataclasses.replace(default, **mine)
         return cls(seed=seed, **parts)
 
-    def cache_key(self) -> str:
+    def versions(self) -> dict[str, int]:
+        """The code versions this build depends on; a format's own version only where it is used."""
         versions = {"task": TASK_VERSION, "model": MODEL_VERSION, "assets": ASSETS_VERSION}
-        payload = json.dumps({"versions": versions, "config": asdict(self)}, sort_keys=True)
+        if self.task.response_format == "scratchpad":
+            versions["scratchpad"] = SCRATCHPAD_VERSION
+        return versions
+
+    def cache_key(self) -> str:
+        config = asdict(self)
+        for part, name, value in _KEYED_ONLY_AWAY_FROM:
+            if config[part][name] == value:
+                del config[part][name]
+        payload = json.dumps({"versions": self.versions(), "config": config}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 _PARTS = ("task", "model", "warm_start", "sampling")
+# Knobs added after the demo's results were measured, with the value those builds had implicitly. At that
+# value a knob stays out of the key, so the demo's key, its cache and its measured results outlive the knob.
+_KEYED_ONLY_AWAY_FROM = (("task", "response_format", "answer"),)
 
 
 def _knob_owners() -> dict[str, str]:
@@ -105,7 +120,7 @@ class DemoAssets:
     spread: SuccessSpread  # per-prompt success on the val set after the warm start
     train_spread: SuccessSpread  # the same on the RL pool (a bit higher: SFT saw many of these prompts)
     max_prompt_tokens: int  # longest chat-templated prompt in either split
-    max_response_tokens: int  # longest correct answer, including eos
+    max_response_tokens: int  # longest correct response, including eos
     manifest: dict  # everything above plus SFT steps/seconds and the full config, as written to disk
 
 
@@ -181,41 +196,60 @@ def _build_into(config: DemoConfig, out_dir: Path, progress: bool, threads: int 
     from aero_verl.demo.warm_start import WarmStartTrainer, encode_prompts, encode_targets, measure_spread
 
     started = time.perf_counter()
+    response_format = config.task.response_format
+    val_problems = heldout_problems(config.task)
+    heldout_questions = {problem.question for problem in val_problems}
+    train_problems = train_pool(config.task, config.seed, heldout_questions)
+    all_problems = val_problems + train_problems
+
     model_dir = out_dir / MODEL_SUBDIR
     model = build_model(model_dir, config.seed, config.model)
     build_tokenizer(model_dir)
     # Train and measure with the tokenizer exactly as verl will load it (transformers 5: Qwen2Tokenizer).
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    max_prompt_tokens = max(map(len, encode_prompts(tokenizer, all_problems)))
+    max_response_tokens = max(map(len, encode_targets(tokenizer, all_problems, response_format)))
+    _check_lengths(config, max_prompt_tokens, max_response_tokens)
 
-    val_problems = heldout_problems(config.task)
-    heldout_questions = {problem.question for problem in val_problems}
-    train_problems = train_pool(config.task, config.seed, heldout_questions)
-    write_parquet(train_problems, str(out_dir / TRAIN_PARQUET))
-    write_parquet(val_problems, str(out_dir / VAL_PARQUET))
+    write_parquet(train_problems, str(out_dir / TRAIN_PARQUET), response_format)
+    write_parquet(val_problems, str(out_dir / VAL_PARQUET), response_format)
 
-    trainer = WarmStartTrainer(model, tokenizer, config.warm_start, config.seed, heldout_questions)
+    trainer = WarmStartTrainer(model, tokenizer, config.warm_start, config.seed, heldout_questions, response_format)
     sft = trainer.run(progress=progress, threads=threads)
     save_model(model, model_dir)
 
     spread, train_spread = (
-        measure_spread(model, tokenizer, problems, config.sampling, seed=_SPREAD_SAMPLING_SEED, threads=threads)
+        measure_spread(model, tokenizer, problems, config.sampling, seed=_SPREAD_SAMPLING_SEED, threads=threads,
+                       response_format=response_format)
         for problems in (val_problems, train_problems)
     )
-    all_problems = val_problems + train_problems
     manifest = {
         "key": config.cache_key(),
         "config": asdict(config),
-        "versions": {"task": TASK_VERSION, "model": MODEL_VERSION, "assets": ASSETS_VERSION},
+        "versions": config.versions(),
         "sft": asdict(sft),
         "build_seconds": time.perf_counter() - started,
         "spread": spread.to_dict(),
         "train_spread": train_spread.to_dict(),
         "num_train_prompts": len(train_problems),
         "num_val_prompts": len(val_problems),
-        "max_prompt_tokens": max(map(len, encode_prompts(tokenizer, all_problems))),
-        "max_response_tokens": max(map(len, encode_targets(tokenizer, all_problems))),
+        "max_prompt_tokens": max_prompt_tokens,
+        "max_response_tokens": max_response_tokens,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def _check_lengths(config: DemoConfig, max_prompt_tokens: int, max_response_tokens: int) -> None:
+    """Refuse, before minutes of SFT, a token budget that cannot hold a correct response, or a model whose
+    positions cannot hold the longest prompt plus that budget: the rollout server caps generation there,
+    so measured and trained lengths would silently differ."""
+    budget = config.sampling.max_new_tokens
+    if budget < max_response_tokens:
+        raise ValueError(f"max_new_tokens={budget} is shorter than the longest correct response "
+                         f"({max_response_tokens} tokens with eos)")
+    if max_prompt_tokens + budget > config.model.max_position_embeddings:
+        raise ValueError(f"max_position_embeddings={config.model.max_position_embeddings} cannot hold the longest "
+                         f"prompt ({max_prompt_tokens} tokens) plus max_new_tokens={budget}")
 
 
 def load_assets(root: Path) -> DemoAssets:

@@ -36,6 +36,10 @@ class WarmStartConfig:
     # (the late-escaping seed in brackets): 0.35 gives 0.25-0.27 | 0.49-0.57 | 0.16-0.26 (0.35|0.59|0.06)
     # at 1.0k-2.9k steps; 0.30 gives 0.23-0.25 | 0.41-0.50 | 0.28-0.35 (0.22|0.68|0.10) at 95-330 more
     # steps; 0.40 leaves only 0.10-0.16 at 8/8.
+    # The scratchpad format (recipe cpu_long) averages over ~40 target tokens, most of them predictable from
+    # the ones before (layout, copied digits), so its loss has no long plateau and its EMA is far lower at
+    # the same competence. Over seeds 0-2: 0.04 gives 0.22-0.24 | 0.52-0.55 | 0.21-0.26 at 480-630 steps;
+    # 0.05 gives 0.24-0.32 | 0.49-0.57 | 0.18-0.19; 0.035 gives 0.17-0.25 | 0.47-0.50 | 0.26-0.36.
     loss_threshold: float = 0.35
     learning_rate: float = 3e-3
     betas: tuple[float, float] = (0.9, 0.98)
@@ -58,8 +62,11 @@ class SamplingConfig:
 
     samples_per_prompt: int = 8
     temperature: float = 1.0
-    max_new_tokens: int = 6  # longest answer (4 digits) + eos + 1 spare; no eos by then counts as wrong
-    max_batch_sequences: int = 1024  # bounds the KV cache; 1024 short rows need a few MB
+    # Answer format: longest answer (4 digits) + eos + 1 spare. Scratchpads: the RL response budget, so the
+    # measured lengths are the ones rollouts will have. No eos by then counts as wrong.
+    max_new_tokens: int = 6
+    # bounds the KV cache: 1024 rows need a few MB in the answer format, ~150 MB at a 128-token scratchpad budget
+    max_batch_sequences: int = 1024
 
 
 @dataclass(frozen=True)
@@ -100,10 +107,10 @@ def encode_prompts(tokenizer, problems: Sequence[Problem]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
-def encode_targets(tokenizer, problems: Sequence[Problem]) -> list[list[int]]:
-    """Answer ids followed by eos: the model must learn to stop, or the reward counts the answer wrong."""
-    answers = tokenizer([str(problem.answer) for problem in problems], add_special_tokens=False)["input_ids"]
-    return [ids + [tokenizer.eos_token_id] for ids in answers]
+def encode_targets(tokenizer, problems: Sequence[Problem], response_format: str = "answer") -> list[list[int]]:
+    """Response ids followed by eos: the model must learn to stop, or the reward counts the answer wrong."""
+    texts = [problem.response(response_format) for problem in problems]
+    return [ids + [tokenizer.eos_token_id] for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def sft_batch(prompts: Sequence[list[int]], targets: Sequence[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -138,9 +145,18 @@ class WarmStartTrainer:
     """Stateful SFT loop, so a run can be continued to a lower threshold (that is how thresholds were
     compared: one trajectory per seed, measured at each threshold it crosses)."""
 
-    def __init__(self, model, tokenizer, config: WarmStartConfig, seed: int, excluded_questions: set[str]):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        config: WarmStartConfig,
+        seed: int,
+        excluded_questions: set[str],
+        response_format: str = "answer",
+    ):
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self.excluded_questions = excluded_questions
+        self.response_format = response_format
         self.data_rng = np.random.default_rng([seed, _SFT_DATA_STREAM])
         self.optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.learning_rate, betas=config.betas, weight_decay=0.0
@@ -158,7 +174,7 @@ class WarmStartTrainer:
         )
         batch = sft_batch(
             encode_prompts(self.tokenizer, problems),
-            encode_targets(self.tokenizer, problems),
+            encode_targets(self.tokenizer, problems, self.response_format),
             self.tokenizer.pad_token_id,
         )
         loss = masked_next_token_loss(self.model, batch)
@@ -217,11 +233,11 @@ def sample_responses(
     return [result.token_ids for result in results]
 
 
-def response_is_correct(tokenizer, response_ids: list[int], answer: int) -> bool:
-    """The probe's rule: correct only if eos came within the budget and the text before it is the answer."""
+def response_is_correct(tokenizer, response_ids: list[int], answer: int, response_format: str = "answer") -> bool:
+    """The probe's rule: correct only if eos came within the budget and the text before it is graded right."""
     if not response_ids or response_ids[-1] != tokenizer.eos_token_id:
         return False
-    return is_correct(tokenizer.decode(response_ids[:-1]), answer)
+    return is_correct(tokenizer.decode(response_ids[:-1]), answer, response_format)
 
 
 def measure_spread(
@@ -231,8 +247,10 @@ def measure_spread(
     config: SamplingConfig = SamplingConfig(),
     seed: int = 0,
     threads: int | None = None,
+    response_format: str = "answer",
 ) -> SuccessSpread:
-    """Sample `samples_per_prompt` responses for every problem and histogram the successes per prompt."""
+    """Sample `samples_per_prompt` responses for every problem; histogram the successes per prompt and
+    record the lengths of correct and incorrect samples."""
     n = config.samples_per_prompt
     prompt_rows = [ids for ids in encode_prompts(tokenizer, problems) for _ in range(n)]
     generator = torch.Generator().manual_seed(seed)
@@ -244,8 +262,12 @@ def measure_spread(
             responses += sample_responses(
                 model, chunk, config, tokenizer.eos_token_id, tokenizer.pad_token_id, generator
             )
-    successes = [
-        sum(response_is_correct(tokenizer, response, problem.answer) for response in responses[i * n : (i + 1) * n])
-        for i, problem in enumerate(problems)
-    ]
-    return SuccessSpread.from_successes([problem.level.name for problem in problems], successes, n)
+    answers = [problem.answer for problem in problems for _ in range(n)]
+    correct = [response_is_correct(tokenizer, ids, answer, response_format) for ids, answer in zip(responses, answers)]
+    truncated = [not ids or ids[-1] != tokenizer.eos_token_id for ids in responses]
+    return SuccessSpread.from_samples(
+        [problem.level.name for problem in problems],
+        np.reshape(correct, (len(problems), n)),
+        np.reshape([len(ids) for ids in responses], (len(problems), n)),
+        np.reshape(truncated, (len(problems), n)),
+    )
