@@ -16,10 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BUDGET_MODES = ("per_query", "pooled")
-RESCUE_MODES = ("rounds", "barrier_free")
-ADVANTAGE_MODES = ("smoothed", "constant", "off")
-LOSS_WEIGHTINGS = ("token_mean", "per_group")
-EXPLORE_MODES = ("fixed", "posterior")
 INVALID_REWARD_POLICIES = ("raise", "failure")
 
 
@@ -32,15 +28,23 @@ class Check:
     """A validity test of one setting's value and the range it allows, in words."""
 
     test: Callable[[Any], bool]
-    allowed: str
+    describe: Callable[[], str]
+
+    @property
+    def allowed(self) -> str:
+        return self.describe()
+
+
+def _fixed(text: str) -> Callable[[], str]:
+    return lambda: text
 
 
 def integer(minimum: int) -> Check:
-    return Check(lambda v: _is_int(v) and v >= minimum, f"an integer >= {minimum}")
+    return Check(lambda v: _is_int(v) and v >= minimum, _fixed(f"an integer >= {minimum}"))
 
 
 def optional_integer(minimum: int) -> Check:
-    return Check(lambda v: v is None or (_is_int(v) and v >= minimum), f"null or an integer >= {minimum}")
+    return Check(lambda v: v is None or (_is_int(v) and v >= minimum), _fixed(f"null or an integer >= {minimum}"))
 
 
 def number(low: float, high: float | None = None, low_open: bool = False, high_open: bool = False) -> Check:
@@ -52,15 +56,27 @@ def number(low: float, high: float | None = None, low_open: bool = False, high_o
         return above and below
 
     if high is None:
-        return Check(test, f"a number {'>' if low_open else '>='} {low:g}")
-    return Check(test, f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+        return Check(test, _fixed(f"a number {'>' if low_open else '>='} {low:g}"))
+    return Check(test, _fixed(f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"))
 
 
 def choice(options: tuple[str, ...]) -> Check:
-    return Check(lambda v: v in options, " | ".join(options))
+    return Check(lambda v: v in options, _fixed(" | ".join(options)))
 
 
-BOOLEAN = Check(lambda v: isinstance(v, bool), "true | false")
+def registered(kind: str) -> Check:
+    """One of the policies registered for `kind` (core/policies/registry.py), read when checked: importing
+    the policies package registers every policy module, and it imports this module, so not before."""
+
+    def names() -> tuple[str, ...]:
+        from aero_verl.core.policies import registry
+
+        return registry.names(kind)
+
+    return Check(lambda v: v in names(), lambda: " | ".join(names()))
+
+
+BOOLEAN = Check(lambda v: isinstance(v, bool), _fixed("true | false"))
 
 
 def setting(default, *, group: str, provenance: str, check: Check, meaning: str):
@@ -88,7 +104,7 @@ class AEROConfig:
     n_explore: int = setting(8, group="exploration", provenance="P", check=integer(1),
                              meaning="Stage I rollouts per prompt, from which its success rate u is estimated "
                                      "(Fig. 3); `actor_rollout_ref.rollout.n` must equal it")
-    explore_mode: str = setting("fixed", group="exploration", provenance="I", check=choice(EXPLORE_MODES),
+    explore_mode: str = setting("fixed", group="exploration", provenance="I", check=registered("exploration"),
                                 meaning="`fixed`: n_explore each; `posterior`: prompts whose posterior makes an "
                                         "all-same Stage I group likely get n_explore_min")
     n_explore_min: int = setting(2, group="exploration", provenance="I", check=integer(1),
@@ -99,7 +115,7 @@ class AEROConfig:
     u_res: float = setting(0.0, group="rescue", provenance="P", check=number(0.0, 1.0, high_open=True),
                            meaning="prompts with Stage I success rate u <= u_res are rescued until a new "
                                    "success or the budget ends (Strategy 1)")
-    rescue_mode: str = setting("rounds", group="rescue", provenance="I", check=choice(RESCUE_MODES),
+    rescue_mode: str = setting("rounds", group="rescue", provenance="I", check=registered("rescue"),
                                meaning="`rounds`: the paper's rounds of n_extra, each a generation barrier; "
                                        "`barrier_free`: a prompt's whole remaining budget is requested as soon "
                                        "as its own Stage I group ends, and stopped at its first success")
@@ -116,13 +132,13 @@ class AEROConfig:
                                "ceil(k c) incorrect ones (Strategy 3 rule [P]; value from Lemma 4.2)")
     drop_failed_rescues: bool = setting(True, group="selection", provenance="I", check=BOOLEAN,
                                         meaning="drop groups still all-wrong after their rescue")
-    advantage_mode: str = setting("smoothed", group="advantage", provenance="I", check=choice(ADVANTAGE_MODES),
+    advantage_mode: str = setting("smoothed", group="advantage", provenance="I", check=registered("advantage"),
                                   meaning="zero-variance groups: `smoothed` (r - p~)/sqrt(p~(1-p~)), p~ the "
                                           "posterior mean; `constant` 2p~-1 on degenerate_keep rollouts; `off` "
                                           "plain GRPO, such groups dropped (Section 3.4)")
     degenerate_keep: int = setting(4, group="advantage", provenance="I", check=integer(1),
                                    meaning="rollouts kept per zero-variance group in `constant` mode")
-    loss_weighting: str = setting("token_mean", group="advantage", provenance="I", check=choice(LOSS_WEIGHTINGS),
+    loss_weighting: str = setting("token_mean", group="advantage", provenance="I", check=registered("weighting"),
                                   meaning="`token_mean`: verl's loss, each token of the mini-batch alike; "
                                           "`per_group`: Theorem 4.1's, each kept group alike, rollouts averaged "
                                           "within it and tokens within each rollout")

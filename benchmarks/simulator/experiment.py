@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aero_verl.core import AEROConfig, AEROStep, BetaPosteriorTable
+from aero_verl.core.policies import registry
 from aero_verl.core.policies import (
     DynamicSampling,
     FixedExploration,
@@ -100,29 +101,28 @@ POLICY_DEFINITIONS = {
              "same dynamic sampling at n=16 with adaptive refill sizes; generation beyond the budget reported.",
     "aero": "AERO with the package defaults, AEROConfig() (per-query cap 16, n_explore 8, n_extra 2, k 1, "
             "rounds rescue, smoothed advantage, token_mean loss weighting, fixed exploration).",
-    "aero_per_group": "AERO with loss_weighting='per_group' (Theorem 4.1's per-group mean).",
-    "aero_barrier_free": "AERO with rescue_mode='barrier_free' (the remaining budget in one request as soon as "
-                         "a prompt's own Stage I ends, stopped at its first success).",
     "aero_no_rejection": "AERO with k = 16 (every incorrect rollout kept: selective rejection off).",
     "aero_pooled": "AERO with budget_mode='pooled' (the batch shares B x 16).",
-    "aero_constant": "AERO with advantage_mode='constant' (reading D: degenerate groups keep 4 rollouts, "
-                     "advantage 2 p~ - 1).",
-    "aero_posterior_explore": "AERO with explore_mode='posterior' (confidently all-same prompts explore "
-                              "with n_explore_min = 2).",
     "oracle": "knows every prompt's p: skips prompts with P(mixed within 16) < oracle_min_mixed_probability, "
               "samples the rest in order of mixed groups per expected rollout, one rollout at a time until "
               "both outcomes appear, trains only the balanced pair; within the budget, at most B groups.",
 }
 
-AERO_VARIANTS = {
-    "aero": {},
-    "aero_per_group": {"loss_weighting": "per_group"},
-    "aero_barrier_free": {"rescue_mode": "barrier_free"},
-    "aero_no_rejection": {"k": 16.0},
-    "aero_pooled": {"budget_mode": "pooled"},
-    "aero_constant": {"advantage_mode": "constant"},
-    "aero_posterior_explore": {"explore_mode": "posterior"},
-}
+def aero_variants() -> dict[str, dict]:
+    """The defaults, one variant per registered policy other than the default of its kind (so a new policy
+    module appears here with no edit), and the variants that change a number rather than a policy."""
+    variants = {"aero": {}}
+    defaults = AEROConfig()
+    for kind, setting in registry.KINDS.items():
+        for name in registry.names(kind):
+            if name != getattr(defaults, setting):
+                variants[f"aero_{name}"] = {setting: name}
+    variants["aero_no_rejection"] = {"k": 16.0}
+    variants["aero_pooled"] = {"budget_mode": "pooled"}
+    return variants
+
+
+AERO_VARIANTS = aero_variants()
 
 
 @dataclass
@@ -163,6 +163,8 @@ def build_policies(cfg: SimulationConfig, seed: int, population: Population, str
 
 
 POLICY_NAMES = ["grpo_n8", "grpo_n16", "grpo_n16_filtered", "dapo", "greso", *AERO_VARIANTS, "oracle"]
+for _name, _changes in AERO_VARIANTS.items():
+    POLICY_DEFINITIONS.setdefault(_name, "AERO with " + ", ".join(f"{k}={v!r}" for k, v in _changes.items()) + ".")
 
 
 STEP_FIELDS = ("rollouts_generated", "tokens_generated", "rollouts_trained", "tokens_trained", "groups_generated",

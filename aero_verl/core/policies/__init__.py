@@ -1,13 +1,20 @@
 """The policies a step is made of (protocols in base.py) and the paper's AERO built from an AEROConfig.
 
-Adding a policy: write its class in a module here (or anywhere: the step only needs the protocol's
-methods), choose it in `aero_policies` from a setting of core/config.py, and add its config group under
-hydra_configs/aero/. The simulator and the verl trainer both build their step from `aero_policies`.
+Adding a policy: a module here whose factory registers under the setting that chooses it
+(registry.py: `@register("rescue", "my_rescue")` makes `aero.rescue_mode=my_rescue` valid), a config
+group under hydra_configs/aero/, and its tests. Every module of this package is imported with it, so
+nothing else changes: the settings' validation and docs read the registry, the verl trainer and the
+simulator build their steps with `aero_policies`, and the simulator runs an AERO variant per registered
+policy. The simulator's peers (GRPO, DAPO, GRESO, the oracle) implement the same protocols directly.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from aero_verl.core.config import AEROConfig
+from aero_verl.core.policies import registry
 from aero_verl.core.policies.advantages import GroupAdvantages, group_advantages
 from aero_verl.core.policies.base import (
     Advantage,
@@ -33,20 +40,19 @@ from aero_verl.core.policies.selection import (
 from aero_verl.core.policies.weighting import PerGroupWeighting, TokenMeanWeighting, per_group_loss_weights
 
 
+for _module in pkgutil.iter_modules(__path__):  # every policy module registers itself (registry.py)
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
 def aero_policies(cfg: AEROConfig, normalize_by_std: bool = True, fill: Fill | None = None) -> StepPolicies:
-    """AERO as configured: exploration by explore_mode, rescue by rescue_mode, Lemma 4.2's rejection,
-    advantages by advantage_mode (Dr.GRPO's scale if not normalize_by_std), weighting by loss_weighting."""
-    exploration = (FixedExploration(cfg.n_explore) if cfg.explore_mode == "fixed"
-                   else PosteriorExploration(cfg.n_explore, cfg.n_explore_min, cfg.explore_skip_probability))
-    rescue = (RescueRounds(cfg.n_total, cfg.n_extra, cfg.budget_mode, cfg.max_rescue_rounds)
-              if cfg.rescue_mode == "rounds" else BarrierFreeRescue(cfg.n_total))
-    weighting = TokenMeanWeighting() if cfg.loss_weighting == "token_mean" else PerGroupWeighting()
+    """AERO as configured: each kind's registered policy named by its setting (registry.KINDS), Lemma 4.2's
+    rejection, advantages on Dr.GRPO's scale if not normalize_by_std."""
     return StepPolicies(
-        exploration=exploration,
-        rescue=rescue,
+        exploration=registry.build("exploration", cfg.explore_mode, cfg),
+        rescue=registry.build("rescue", cfg.rescue_mode, cfg),
         selection=BalancedRejection(cfg.k, cfg.advantage_mode, cfg.degenerate_keep, cfg.drop_failed_rescues),
-        advantage=GroupAdvantages(cfg.advantage_mode, cfg.epsilon, normalize_by_std),
-        weighting=weighting,
+        advantage=registry.build("advantage", cfg.advantage_mode, cfg, normalize_by_std=normalize_by_std),
+        weighting=registry.build("weighting", cfg.loss_weighting, cfg),
         fill=fill,
     )
 

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from aero_verl.core.config import ADVANTAGE_MODES
+from aero_verl.core.policies.registry import register
+
+ADVANTAGE_MODES = ("smoothed", "constant", "off")
 
 
 def group_advantages(rewards: np.ndarray, group: np.ndarray, posterior_mean: np.ndarray, mode: str,
@@ -74,3 +76,15 @@ class GroupAdvantages:
         """The divisor of each advantage (advantages_and_scales): a KL-in-reward term is put on this scale."""
         return advantages_and_scales(np.asarray(success, dtype=np.float64), group, posterior_mean, self.mode,
                                      self.epsilon, self.normalize_by_std)[1]
+
+
+def _mode(name: str):
+    @register("advantage", name)
+    def build(cfg, normalize_by_std: bool = True) -> GroupAdvantages:
+        return GroupAdvantages(name, cfg.epsilon, normalize_by_std)
+
+    return build
+
+
+for _name in ADVANTAGE_MODES:
+    _mode(_name)

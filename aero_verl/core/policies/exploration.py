@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from aero_verl.core.policies.base import PromptsView
+from aero_verl.core.policies.registry import register
 
 
 def all_same_probability(alpha: np.ndarray, beta: np.ndarray, n: int) -> np.ndarray:
@@ -47,3 +48,13 @@ class PosteriorExploration:
         )
         counts[confident] = self.n_explore_min
         return counts
+
+
+@register("exploration", "fixed")
+def fixed(cfg) -> FixedExploration:
+    return FixedExploration(cfg.n_explore)
+
+
+@register("exploration", "posterior")
+def posterior(cfg) -> PosteriorExploration:
+    return PosteriorExploration(cfg.n_explore, cfg.n_explore_min, cfg.explore_skip_probability)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from aero_verl.core.policies.base import RescueState
+from aero_verl.core.policies.registry import register
 
 
 class NoRescue:
@@ -78,6 +79,16 @@ class BarrierFreeRescue:
         pending = state.counts.in_rescue & ~state.counts.rescued
         extra[pending] = np.maximum(self.n_total - state.requested[pending], 0)
         return extra
+
+
+@register("rescue", "rounds")
+def rounds(cfg) -> RescueRounds:
+    return RescueRounds(cfg.n_total, cfg.n_extra, cfg.budget_mode, cfg.max_rescue_rounds)
+
+
+@register("rescue", "barrier_free")
+def barrier_free(cfg) -> BarrierFreeRescue:
+    return BarrierFreeRescue(cfg.n_total)
 
 
 def concurrent_stops(group: np.ndarray, success: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from aero_verl.core.policies.registry import register
+
 
 def per_group_loss_weights(group: np.ndarray, lengths: np.ndarray, minibatch: np.ndarray) -> np.ndarray:
     """w_i = T_mb / (G_mb n_q(i) |o_i|) per row (module docstring); 0 for rows of zero length."""
@@ -47,11 +49,19 @@ def per_group_loss_weights(group: np.ndarray, lengths: np.ndarray, minibatch: np
     return weights
 
 
+@register("weighting", "token_mean")
 class TokenMeanWeighting:
+    def __init__(self, cfg=None):
+        """Takes no setting (the AEROConfig argument is the registry's calling convention)."""
+
     def weights(self, group: np.ndarray, lengths: np.ndarray, minibatch: np.ndarray) -> np.ndarray:
         return np.where(np.asarray(lengths) > 0, 1.0, 0.0)
 
 
+@register("weighting", "per_group")
 class PerGroupWeighting:
+    def __init__(self, cfg=None):
+        """Takes no setting (the AEROConfig argument is the registry's calling convention)."""
+
     def weights(self, group: np.ndarray, lengths: np.ndarray, minibatch: np.ndarray) -> np.ndarray:
         return per_group_loss_weights(group, lengths, minibatch)
