@@ -117,3 +117,19 @@ def test_cli_prints_the_composed_job_from_any_directory(tmp_path):
     job = OmegaConf.create(out)
     assert job.actor_rollout_ref.model.path == "/models/Qwen2.5-Math-1.5B"
     assert job.aero.n_total == 16 and job.aero.n_explore == 8
+
+
+def test_a_jobs_folder_is_a_function_of_its_command():
+    """Relaunching the identical command finds the same folder (and so resumes); any other override, except
+    those that only extend or observe a run, gives another; sweep jobs get one each."""
+    from aero_verl.main_ppo import run_folder_name
+
+    assert run_folder_name("") == "defaults"
+    one = run_folder_name("+recipe=cpu_demo,aero.k=2")
+    assert one == run_folder_name("+recipe=cpu_demo,aero.k=2") != run_folder_name("+recipe=cpu_demo,aero.k=1")
+    assert one.startswith("recipe=cpu_demo_aero.k=2-") and "/" not in run_folder_name("data.train_files=/a/b")
+    assert len(run_folder_name("x=" + "y" * 500)) < 64
+    hydra = OmegaConf.to_container(OmegaConf.load(Path(CONFIG_DIR) / "aero_trainer.yaml"), resolve=False)["hydra"]
+    assert "trainer.total_training_steps" in hydra["job"]["config"]["override_dirname"]["exclude_keys"]
+    assert "${aero_run_folder:${hydra:job.override_dirname}}" in hydra["run"]["dir"]
+    assert "${aero_run_folder:${hydra:job.override_dirname}}" in hydra["sweep"]["subdir"]

@@ -32,7 +32,7 @@ def verl_config(**overrides):
     }
     config = OmegaConf.create(base)
     for key, value in overrides.items():
-        OmegaConf.update(config, key, value)
+        OmegaConf.update(config, key, value, force_add=True)
     return config
 
 def test_a_compatible_verl_config_has_no_problems():
@@ -47,6 +47,7 @@ def test_a_compatible_verl_config_has_no_problems():
     ("actor_rollout_ref.rollout.n", 16, "rollout.n=16 differs from aero.n_explore=8"),
     ("actor_rollout_ref.actor.loss_agg_mode", "seq-mean-token-mean", "use token-mean"),
     ("trainer.use_v1", False, "trainer.use_v1=False"),
+    ("actor_rollout_ref.rollout.full_determinism", True, "every copy of a prompt then samples the same response"),
 ])
 def test_incompatible_verl_settings_are_named_with_the_fix(key, value, fragment):
     problems = verl_config_problems(verl_config(**{key: value}), AEROSettings.from_mapping({}))
@@ -72,3 +73,22 @@ def test_the_yaml_group_and_the_readme_table_agree_with_the_settings_description
     readme = (repo / "README.md").read_text()
     assert settings_markdown() in readme, "README's configuration tables are stale: regenerate them with " \
         "`python -m aero_verl.verl_ext.settings`"
+
+
+def test_per_group_weighting_over_several_shuffled_mini_batches_is_refused():
+    settings = AEROSettings.from_mapping({"loss_weighting": "per_group", "trainer": {"num_mini_batches": 2}})
+    problems = verl_config_problems(verl_config(**{"actor_rollout_ref.actor.shuffle": True}), settings)
+    assert any("actor_rollout_ref.actor.shuffle=True" in p for p in problems)
+    assert verl_config_problems(verl_config(), settings) == []
+
+
+def test_barrier_free_rescue_selects_aeros_agent_loop_manager_or_refuses_another():
+    from aero_verl.verl_ext.settings import RESCUE_AGENT_LOOP_MANAGER, verified_settings
+
+    config = verl_config(aero={"rescue_mode": "barrier_free"})
+    verified_settings(config)
+    assert config.actor_rollout_ref.rollout.agent.agent_loop_manager_class == RESCUE_AGENT_LOOP_MANAGER
+    other = verl_config(aero={"rescue_mode": "barrier_free"},
+                        **{"actor_rollout_ref.rollout.agent": {"agent_loop_manager_class": "my.Manager"}})
+    with pytest.raises(AEROConfigError, match="my.Manager.*barrier-free rescue runs in AERO's own agent-loop manager"):
+        verified_settings(other)
