@@ -94,6 +94,7 @@ def build_demo_assets(config: DictConfig) -> None:
 
 
 def run(config: DictConfig) -> None:
+    from aero_verl.ray_setup import prepare_ray_init
     from aero_verl.verl_ext.console import compact_console
     from aero_verl.verl_ext.preflight import check_resources, check_settings, check_training_data
 
@@ -113,7 +114,7 @@ def run(config: DictConfig) -> None:
             check_training_data(config)
             from verl.trainer.main_ppo import main as verl_main
 
-            from aero_verl.ray_setup import prepare_ray_init; prepare_ray_init(config)
+            prepare_ray_init(config)
             verl_main.__wrapped__(config)  # verl's body: auto_set_device, validate_config, run_ppo(TaskRunnerV1)
     finally:
         if ray.is_initialized():

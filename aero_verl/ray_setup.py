@@ -11,12 +11,13 @@ recipe serves two cases Ray 2.60 treats differently:
 
 A private cluster listens on the machine's network address, not loopback: Ray 2.60 rewrites
 `_node_ip_address="127.0.0.1"` to that address (ray/_private/services.py, resolve_ip_for_localhost), and
-with any other node address its GCS, raylets and workers bind every interface (`::`). Only
-`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` in the environment before `import ray` keeps them on loopback, and
-verl imports Ray long before this runs. What guards the private cluster is Ray's token authentication,
-which `ray.init` turns on for every new cluster unless `RAY_AUTH_MODE` says otherwise: each process of the
-run presents the token in `~/.ray/auth_token` (generated on first use), anyone else is refused. A run
-that sets `RAY_AUTH_MODE=disabled` gets a warning naming the exposure.
+with any other node address its GCS, raylets and workers bind every interface (`::`). Only Ray's
+local-only mode, `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` in the environment before `import ray`, keeps them
+on loopback (an opt-in of the launching shell: verl imports Ray long before this runs, and the mode refuses
+worker nodes). What guards the private cluster is Ray's token authentication, which `ray.init` turns on
+for every new cluster unless `RAY_AUTH_MODE` says otherwise: each process of the run presents the token in
+`~/.ray/auth_token` (generated on first use), anyone else is refused. A run that sets
+`RAY_AUTH_MODE=disabled` gets a warning naming the exposure.
 """
 
 from __future__ import annotations

@@ -2,14 +2,16 @@
 
 verl reaches the accelerator through `verl.plugin.platform.get_platform()`. It ships nvidia, huawei and
 amd platforms, and on a host without any of them it falls back to `nvidia` (device `cuda`, backend
-`nccl`). This module adds a `cpu` platform and makes the three places where verl 0.9.1 assumes an
+`nccl`). This module adds a `cpu` platform and makes the four places where verl 0.9.1 assumes an
 accelerator work on CPU:
 
 * the device module: verl calls CUDA's memory API (`max_memory_allocated`, `mem_get_info`,
   `empty_cache`, ...) on `get_torch_device()`, which `torch.cpu` lacks;
 * process groups: verl builds the backend string `cpu:gloo,{device}:{backend}`, which on CPU becomes
   `cpu:gloo,cpu:gloo` and torch rejects as a duplicate device;
-* engines: verl registers its FSDP engines for devices `cuda` and `npu` only.
+* engines: verl registers its FSDP engines for devices `cuda` and `npu` only;
+* the reference model (KL loss, KL in the reward): verl gives it FSDP2's CPU offload with pinned
+  memory, and pinning needs an accelerator.
 
 Ray resources: each CPU training rank takes one logical Ray `GPU`, so verl's resource-pool checks and
 placement groups work unchanged; declare as many as training ranks, e.g.
@@ -189,6 +191,13 @@ _FSDP_MODULE = "verl.workers.engine.fsdp.transformer_impl"
 _CPU_ENGINES = {"language_model": "FSDPEngineWithLMHead", "value_model": "FSDPEngineWithValueHead"}
 _CPU_ENGINE_BACKEND = "fsdp2"
 
+# verl/workers/engine/fsdp/transformer_impl.py, FSDPEngine._build_fsdp_module, gives FSDP2 a
+# `CPUOffloadPolicy(pin_memory=True)` for every forward-only engine (the reference model, always) and for
+# `fsdp_config.offload_policy=True`. Pinning is page-locking host memory for copies to an accelerator;
+# CPU torch has none and `pin_memory()` raises "Cannot access accelerator device when none is
+# available" inside fully_shard. The module imports the class by name, so the name is rebound there.
+_OFFLOAD_POLICY = "CPUOffloadPolicy"
+
 # verl/utils/distributed.py builds `cpu:gloo,{device}:{backend}` when no backend is passed, and
 # verl/workers/engine_workers.py imports the function by name and calls it that way.
 _DISTRIBUTED_MODULE = "verl.utils.distributed"
@@ -197,9 +206,10 @@ _PROCESS_GROUP_INIT = "initialize_global_process_group_ray"
 
 
 def patch_verl_for_cpu() -> None:
-    """Make verl's process groups and engine lookup work on the `cpu` platform (idempotent)."""
+    """Make verl's process groups, engine lookup and reference model work on the `cpu` platform (idempotent)."""
     run_after_import(_DISTRIBUTED_MODULE, _default_process_groups_to_gloo)
     run_after_import(_FSDP_MODULE, _register_fsdp_engines_for_cpu)
+    run_after_import(_FSDP_MODULE, _offload_without_pinning)
 
 
 def _register_fsdp_engines_for_cpu(fsdp_module) -> None:
@@ -211,6 +221,22 @@ def _register_fsdp_engines_for_cpu(fsdp_module) -> None:
             EngineRegistry.register(model_type, _CPU_ENGINE_BACKEND, device=PLATFORM_NAME)(
                 getattr(fsdp_module, class_name)
             )
+
+
+def _offload_without_pinning(fsdp_module) -> None:
+    """verl's offload policy stays (its bookkeeping keyed on it stays right), unpinned.
+
+    On the cpu platform the host is the device: offloaded parameters are where they would be anyway, so
+    only the pinning has to go.
+    """
+    setattr(fsdp_module, _OFFLOAD_POLICY, unpinned_cpu_offload_policy)
+
+
+def unpinned_cpu_offload_policy(pin_memory: bool = True):
+    """FSDP2's CPUOffloadPolicy with pin_memory off, whatever verl asks for (see _OFFLOAD_POLICY)."""
+    from torch.distributed.fsdp import CPUOffloadPolicy
+
+    return CPUOffloadPolicy(pin_memory=False)
 
 
 def _default_process_groups_to_gloo(distributed_module) -> None:

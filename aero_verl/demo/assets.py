@@ -135,14 +135,14 @@ def prepare_cpu_demo(
     cache_dir: str | os.PathLike | None = None,
     seed: int = 0,
     progress: bool = True,
-    threads: int | None = None,
+    threads: int | str | None = None,
     **knobs,
 ) -> DemoAssets:
     """Return the demo assets for these knobs, building them first if they are not cached yet.
 
     `cache_dir` replaces `${AERO_VERL_CACHE:-~/.cache/aero_verl}/cpu_demo` as the parent of the key
     directories. `progress` shows the SFT progress bar. `threads` is the torch thread count of a build (None:
-    all cores; 1 on a busy machine, see `warm_start.resolve_threads`); it does not change the result. Knobs
+    all cores; "auto": by the machine's load; see `warm_start.resolve_threads`); it does not change the result. Knobs
     are the fields of TaskConfig, TinyQwen2Config, WarmStartConfig and SamplingConfig (see `KNOB_OWNERS`)."""
     config = DemoConfig.from_knobs(seed=seed, **knobs)
     root = cache_root(cache_dir)

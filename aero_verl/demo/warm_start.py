@@ -92,12 +92,17 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def resolve_threads(threads: int | None) -> int:
-    """None means every core this process may use: fastest on an idle machine. On a busy one pass 1:
-    torch's OpenMP threads spin-wait for each other and collapse under oversubscription (measured on this
-    2-core box with other jobs running: 124 ms per SFT step with 1 thread, 1930 ms with 2). Results are
-    bitwise identical for any thread count, so it is a run-time choice, not part of the cache key."""
-    return available_cores() if threads is None else threads
+def resolve_threads(threads: int | str | None) -> int:
+    """None means every core this process may use: fastest on an idle machine (about 1.5x one thread on 2
+    cores). On a busy one pass 1: torch's OpenMP threads spin-wait for each other and collapse under
+    oversubscription (measured on this 2-core box with other jobs running: 124 ms per SFT step with 1
+    thread, 1930 ms with 2). "auto" chooses by the machine's load: every core while the 1-minute load
+    average leaves more than one of them free, else 1. Results are bitwise identical for any thread count,
+    so it is a run-time choice, not part of the cache key."""
+    if threads == "auto":
+        cores = available_cores()
+        return cores if os.getloadavg()[0] < cores - 1 + 0.5 else 1
+    return available_cores() if threads is None else int(threads)
 
 
 def encode_prompts(tokenizer, problems: Sequence[Problem]) -> list[list[int]]:

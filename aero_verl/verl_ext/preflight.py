@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +21,7 @@ from aero_verl.verl_ext.prompts import check_training_prompts, read_parquet_prom
 from aero_verl.verl_ext.settings import AEROSettings, estimator_problems, is_aero_run, verified_settings
 
 logger = logging.getLogger(__name__)
+CLUSTER_PROBE_TIMEOUT_S = 60
 
 
 def check_settings(config: DictConfig) -> None:
@@ -103,15 +106,19 @@ def available_gpus(config: DictConfig) -> tuple[int | None, str]:
     ray_init = OmegaConf.select(config, "ray_kwargs.ray_init", default=None) or {}
     address = ray_init.get("address")
     if address not in (None, "local"):
-        import ray
-
+        # In a child process with a deadline: Ray retries an unreachable address for minutes.
+        probe = "import ray; ray.init(address=%r, log_to_driver=False); print(int(ray.cluster_resources().get('GPU', 0)))"
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-            return int(ray.cluster_resources().get("GPU", 0)), f"the Ray cluster at {address}"
-        except Exception:
-            return None, address
-        finally:
-            ray.shutdown()
+            out = subprocess.run([sys.executable, "-c", probe % address], capture_output=True, text=True,
+                                 timeout=CLUSTER_PROBE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise AEROConfigError(f"ray_kwargs.ray_init.address={address}: no Ray cluster answered within "
+                                  f"{CLUSTER_PROBE_TIMEOUT_S} s. Check the address (HEAD:PORT of `ray start --head`) "
+                                  "and, with token authentication, RAY_AUTH_MODE=token and the cluster's token") from None
+        if out.returncode != 0:
+            raise AEROConfigError(f"ray_kwargs.ray_init.address={address}: could not join the Ray cluster "
+                                  f"({out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'no error text'})")
+        return int(out.stdout.strip().splitlines()[-1]), f"the Ray cluster at {address}"
     if ray_init.get("num_gpus") is not None:
         return int(ray_init["num_gpus"]), "ray_kwargs.ray_init.num_gpus"
     import torch

@@ -488,14 +488,19 @@ class AEROTrainer(ReportsSyncMode, RunRecord, PassAtKValidation, PPOTrainerSync)
 
 
 def count_based_multiple(config, mini_batches: int) -> int:
-    """Rows per DP rank must be a multiple of this (module docstring of _get_required_batch_multiple)."""
+    """Rows per DP rank must be a multiple of this: num_mini_batches, times the micro-batch sizes of every
+    pass that batches by count (verl/workers/engine/utils.py asserts each rank's share divides into them):
+    the actor update (its mini-batch into micro-batches), and the rollout's and the reference's log-prob
+    passes, each of which has its own use_dynamic_bsz."""
     actor_rollout_ref = config.actor_rollout_ref
-    if actor_rollout_ref.actor.use_dynamic_bsz:
-        return mini_batches
-    actor_micro = actor_rollout_ref.actor.get("ppo_micro_batch_size_per_gpu") or 1
-    log_prob_micros = [actor_rollout_ref.rollout.get("log_prob_micro_batch_size_per_gpu"),
-                       actor_rollout_ref.ref.get("log_prob_micro_batch_size_per_gpu")]
-    return math.lcm(mini_batches * actor_micro, *[size for size in log_prob_micros if size] or [1])
+    sizes = [mini_batches]
+    if not actor_rollout_ref.actor.use_dynamic_bsz:
+        sizes.append(mini_batches * (actor_rollout_ref.actor.get("ppo_micro_batch_size_per_gpu") or 1))
+    for section in ("rollout", "ref"):
+        part = actor_rollout_ref.get(section, {})
+        if not part.get("log_prob_use_dynamic_bsz", actor_rollout_ref.actor.use_dynamic_bsz):
+            sizes.append(part.get("log_prob_micro_batch_size_per_gpu") or 1)
+    return math.lcm(*sizes)
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The CPU demo, as shipped, on an existing two-node Ray cluster with token authentication (minutes; e2e).
 
-A helper process holds a `ray.cluster_utils.Cluster` on 127.0.0.1: a head without GPUs and a worker node with
-the one logical GPU, so the training rank runs on the worker node while other actors may sit on the head;
+A helper process holds a `ray.cluster_utils.Cluster` on 127.0.0.1 alone: a head without GPUs and a worker node
+with the one logical GPU, so the training rank runs on the worker node while other actors may sit on the head;
 both nodes and every client present one token (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN_PATH), as README's cluster
 section asks. `python -m aero_verl.main_ppo +recipe=cpu_demo ray_kwargs.ray_init.address=HEAD` must train on
 it although the recipe sizes a private Ray (num_cpus, num_gpus). Ray's address file goes to the test's own
@@ -9,6 +9,7 @@ temp dir (RAY_TMPDIR), so no other `ray.init()` on the machine finds this cluste
 stdin shuts the cluster down, and the test checks no process of it is left.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -67,19 +68,23 @@ def cluster():
     token = Path(folder) / "auth_token"
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps every Ray address of the nodes and the driver on 127.0.0.1: without
+    # it Ray rewrites a loopback address to the machine's own (ray/_private/services.py, resolve_ip_for_localhost).
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_TMPDIR": folder}
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), "RAY_TMPDIR": folder,
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     node = {"node_ip_address": "127.0.0.1", "num_cpus": 8, "object_store_memory": 200 * 1024 ** 2,
             "temp_dir": folder}
     spec = {"head": {**node, "num_gpus": 0, "include_dashboard": False,
                      "dashboard_agent_listen_port": free_loopback_port()},
             "worker": {**node, "num_gpus": 1}}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_CLUSTER, json.dumps(spec)], env=env, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(Path(folder) / "holder.log", "w"),
-                              start_new_session=True)
+    holder_log = Path(folder) / "holder.log"
+    with open(holder_log, "w") as log:
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_CLUSTER, json.dumps(spec)], env=env, text=True,
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     try:
-        line = holder.stdout.readline()
-        assert line, (Path(folder) / "holder.log").read_text()[-4000:]
+        line = holder.stdout.readline()  # the address, or nothing if the cluster did not start
+        assert line, holder_log.read_text()[-4000:]
         yield {"address": json.loads(line)["address"], "env": env}
     finally:
         holder.stdin.close()
@@ -92,7 +97,8 @@ def cluster():
         while (left := processes_under(folder)) and time.time() < deadline:
             time.sleep(1)
         for process in left:
-            process.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
         shutil.rmtree(folder, ignore_errors=True)
         assert not left, f"cluster processes left after shutdown: {[p.pid for p in left]}"
 
@@ -112,8 +118,14 @@ def test_the_cpu_demo_trains_on_an_existing_two_node_cluster(cluster, tmp_path):
             "trainer.val_before_train=False", "trainer.test_freq=-1", "data.val_max_samples=40",
             f"hydra.run.dir={run_dir}"]
     with open(tmp_path / "run.log", "w") as log:
-        returncode = subprocess.run(args, cwd=tmp_path, env=cluster["env"], stdout=log, stderr=subprocess.STDOUT,
-                                    timeout=600).returncode
+        run = subprocess.Popen(args, cwd=tmp_path, env=cluster["env"], stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+        try:
+            returncode = run.wait(timeout=480)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
     assert returncode == 0, (tmp_path / "run.log").read_text()[-4000:]
     metrics = metrics_by_step(run_dir / "checkpoints" / "metrics.jsonl")
     trained = sorted(step for step, m in metrics.items() if "aero/rollouts_generated" in m)

@@ -5,6 +5,8 @@ that never came back (within the tolerated share or not), invalid rewards under 
 handed to verl's advantage estimator, and the batch shapes handed to verl's workers.
 """
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,7 @@ from aero_verl.verl_ext.trainer import AEROTrainer, StepPrompts, count_based_mul
 
 
 @pytest.fixture
-def trainer_after_sampling(make_batch, fake_transfer_queue, monkeypatch):
+def trainer_after_sampling(make_batch, fake_transfer_queue, monkeypatch, tmp_path):
     """An AEROTrainer whose step recorded `groups` [(uid, rewards)] as its Stage I, with `requested` per prompt."""
 
     def build(groups, aero_block=None, requested=None):
@@ -28,6 +30,7 @@ def trainer_after_sampling(make_batch, fake_transfer_queue, monkeypatch):
         trainer.policies = aero_policies(trainer.aero.algorithm)
         trainer.posterior = BetaPosteriorTable()
         trainer.global_steps = 3
+        trainer.config = OmegaConf.create({"trainer": {"default_local_dir": str(tmp_path)}})
         trainer.timing_raw = {}
         trainer._cumulative = trainer_module.Counter()
         trainer._update_skipped = False
@@ -63,7 +66,7 @@ def test_everything_rejected_skips_the_update_instead_of_failing(trainer_after_s
     assert trainer.posterior.alpha_beta([100, 101])[1].tolist() == [17.0, 17.0]
 
 
-def test_a_normal_step_keeps_the_rule_and_publishes_rows_in_the_trained_order(trainer_after_sampling):
+def test_a_normal_step_keeps_the_rule_and_publishes_rows_in_the_trained_order(trainer_after_sampling, tmp_path):
     trainer, batch = trainer_after_sampling([("u-a", [1, 0, 0, 0, 0, 0, 0, 0]), ("u-b", [1] * 8)])
     metrics = {}
     kept = trainer._select_for_training(batch, metrics)
@@ -80,6 +83,8 @@ def test_a_normal_step_keeps_the_rule_and_publishes_rows_in_the_trained_order(tr
     row_of = trainer._row_of_key
     assert rows.advantages[:10].tolist() == [result.advantages[row_of[k]] for k in reordered.keys[:10]]
     assert trainer.posterior.mean([101])[0] == pytest.approx(9 / 10)
+    logged = json.loads((tmp_path / "rollouts.jsonl").read_text())
+    assert logged["step"] == 3 and sum(logged["kept"]) == 10 and len(logged["length"]) == 16
 
 
 def test_invalid_rewards_fail_fast_naming_the_prompt_or_count_as_failures(trainer_after_sampling, fake_transfer_queue):
@@ -117,12 +122,17 @@ def test_more_rollouts_than_requested_is_a_precise_error(trainer_after_sampling)
         trainer._check_lost_rollouts({})
 
 
-@pytest.mark.parametrize("dynamic, expected", [(True, 3), (False, 12)])
-def test_batch_multiple_is_dp_times_mini_batches_and_micro_batches_only_without_dynamic_bsz(dynamic, expected):
+@pytest.mark.parametrize("actor, rollout, ref, expected", [
+    (True, True, True, 3),        # token-based everywhere: num_mini_batches only
+    (False, False, True, 12),     # lcm(3 x actor micro 4, log-prob micro 2)
+    (True, True, False, 15),      # the reference batches by count on its own: lcm(3, its micro 5)
+])
+def test_batch_multiple_counts_the_micro_batches_of_every_count_based_pass(actor, rollout, ref, expected):
     config = OmegaConf.create({"actor_rollout_ref": {
-        "actor": {"use_dynamic_bsz": dynamic, "ppo_micro_batch_size_per_gpu": 4},
-        "rollout": {"log_prob_micro_batch_size_per_gpu": 2}, "ref": {"log_prob_micro_batch_size_per_gpu": None}}})
-    assert count_based_multiple(config, 3) == expected  # lcm(3 x 4, 2) rows per rank without dynamic bsz
+        "actor": {"use_dynamic_bsz": actor, "ppo_micro_batch_size_per_gpu": 4},
+        "rollout": {"log_prob_use_dynamic_bsz": rollout, "log_prob_micro_batch_size_per_gpu": 2},
+        "ref": {"log_prob_use_dynamic_bsz": ref, "log_prob_micro_batch_size_per_gpu": 5}}})
+    assert count_based_multiple(config, 3) == expected
 
 
 def test_actor_update_sees_equal_mini_batches_and_the_config_is_restored(monkeypatch):
