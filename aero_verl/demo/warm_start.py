@@ -29,8 +29,8 @@ _SFT_DATA_STREAM = 2000  # numpy stream id for SFT batches, apart from task.py's
 
 @dataclass(frozen=True)
 class WarmStartConfig:
-    """SFT hyper-parameters. All but the threshold and cap come from the CPU probe (cpu_task_probe.md §2.4):
-    lr 1e-2 learns nothing, a cosine decay stalls on the plateau, so the lr is constant after warmup."""
+    """SFT hyper-parameters. All but the threshold and cap come from the CPU probe (docs/cpu_task.md, "Warm
+    start"): lr 1e-2 learns nothing, a cosine decay stalls on the plateau, so the lr is constant after warmup."""
 
     # Stop when the loss EMA falls below this. Measured over 5 seeds, held-out 0/8 | mixed | 8/8 shares
     # (the late-escaping seed in brackets): 0.35 gives 0.25-0.27 | 0.49-0.57 | 0.16-0.26 (0.35|0.59|0.06)
