@@ -39,7 +39,8 @@ pytestmark = pytest.mark.e2e
 
 N_EXPLORE, N_TOTAL = 8, 16  # the cpu_demo recipe's aero block
 MICRO = 2
-# Rows per rank: a multiple of lcm(num_mini_batches x actor micro, log-prob micro, ref micro) = 4. verl requires
+# Rows per rank: a multiple of lcm(num_mini_batches x actor micro, log-prob micro, ref micro) = 4, so 8 over the
+# two ranks. verl requires
 # the rollout's log-prob batching to follow the actor's (verl/workers/engine_workers.py, init_model).
 COUNT_BASED = ["actor_rollout_ref.actor.use_dynamic_bsz=False", f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={MICRO}",
                "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=False", "actor_rollout_ref.ref.log_prob_use_dynamic_bsz=False",
@@ -138,7 +139,7 @@ def count_based_on_the_cluster(cluster, runs, tmp_path_factory):
 
 def test_two_ranks_train_count_based_micro_batches_on_an_existing_cluster(count_based_on_the_cluster, runs):
     runs.check_two_rank_training(count_based_on_the_cluster["metrics"], count_based_on_the_cluster["checkpoints"],
-                                 2 * MICRO)
+                                 2 * runs.MINI_BATCHES * MICRO)
 
 
 def test_the_posterior_agrees_with_one_rank_in_prompts_and_bookkeeping(count_based_on_the_cluster, reference, runs):
