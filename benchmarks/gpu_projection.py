@@ -77,8 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     model = PhaseCostModel()
-    units = {arm: [u for folder in sorted((args.runs / args.task / arm).glob("seed*")) for u in prompt_steps(folder)]
-             for arm in ARMS if (args.runs / args.task / arm).is_dir()}
+    # Finished runs only (trainer_comparison writes result.json at a run's end): a run still going is skipped.
+    finished = {arm: sorted(path.parent for path in (args.runs / args.task / arm).glob("seed*/result.json"))
+                for arm in ARMS}
+    units = {arm: [u for folder in folders for u in prompt_steps(folder)] for arm, folders in finished.items() if folders}
     if "grpo16" not in units or len(units) < 2:
         raise SystemExit(f"need logged runs of grpo16 and an AERO arm under {args.runs / args.task}")
     cpu_max = args.cpu_max_tokens or max(int(u["length"].max()) for arm_units in units.values() for u in arm_units)
