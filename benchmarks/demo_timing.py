@@ -6,8 +6,8 @@ Runs `python -m aero_verl.main_ppo +recipe=cpu_demo` in a fresh folder with an e
 (AERO_VERL_CACHE in a temporary folder: the warm start builds the model), then `--runs - 1` more times with
 that cache, and reports the wall clock of each and where it went: the warm start, everything until the
 first training step (Ray, TransferQueue, workers, model and rollout-server start), the 20 training steps,
-the validations and the report (demo_timing.md; the last run's console in demo_console.txt). Targets (issue: a newcomer's first run): first run <= 3 min, later <= 2 min
-on 2 cores, install excluded.
+the validations and the report (demo_timing.md; the last run's console in demo_console.txt). Targets (issue:
+a newcomer's first run): first run <= 3 min, later <= 2 min on 2 cores, install excluded.
 """
 
 from __future__ import annotations

@@ -10,26 +10,18 @@ import pytest
 
 from aero_verl.core import AEROConfig, AEROStep, BetaPosteriorTable, aero_policies
 from aero_verl.core.policies import registry
+from aero_verl.core.policies.exploration import FixedExploration
 from aero_verl.core.policies.registry import register
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 
 
-class HalfExploration:
-    """The toy: every prompt explores with half of n_explore."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def counts(self, prompts):
-        return np.full(prompts.keys.size, self.n, dtype=np.int64)
-
-
 @pytest.fixture
-def half_exploration():
-    register("exploration", "half")(lambda cfg: HalfExploration(cfg.n_explore // 2))
-    yield "half"
-    del registry._FACTORIES["exploration"]["half"]
+def half_exploration(monkeypatch):
+    """The toy: every prompt explores with half of n_explore. monkeypatch restores the registry afterwards."""
+    monkeypatch.setitem(registry._FACTORIES, "exploration", dict(registry._FACTORIES["exploration"]))
+    register("exploration", "half")(lambda cfg: FixedExploration(cfg.n_explore // 2))
+    return "half"
 
 
 def test_a_registered_policy_is_a_valid_setting_and_drives_the_step(half_exploration):
@@ -48,4 +40,4 @@ def test_the_simulator_runs_an_aero_variant_of_each_registered_policy(half_explo
 
 def test_a_second_policy_under_a_taken_name_is_refused(half_exploration):
     with pytest.raises(ValueError, match="already registered"):
-        register("exploration", "half")(lambda cfg: HalfExploration(1))
+        register("exploration", "half")(lambda cfg: FixedExploration(1))
